@@ -1,0 +1,246 @@
+//! Campaigns: what an operator creates, its validation, and the state a buyer
+//! sees at a given instant.
+
+use crate::ids::CampaignId;
+use serde::{Deserialize, Serialize};
+
+/// Largest stock one campaign may hold; bounds ledger and log sizes.
+pub const STOCK_MAX: u64 = 10_000_000;
+/// Largest per-user limit.
+pub const PER_USER_LIMIT_MAX: u32 = 100;
+/// Longest title, in characters.
+pub const TITLE_LEN_MAX: usize = 200;
+/// Default time a winner has to pay, in seconds.
+pub const PAYMENT_WINDOW_S_DEFAULT: u32 = 900;
+/// Longest payment window, in seconds (7 days).
+pub const PAYMENT_WINDOW_S_MAX: u32 = 7 * 24 * 3600;
+
+/// What an operator sends to create a campaign (`POST /admin/v1/campaigns`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CampaignSpec {
+    pub id: Option<CampaignId>,
+    pub title: String,
+    pub price_cents: u64,
+    pub stock: u64,
+    pub starts_at_ms: u64,
+    pub ends_at_ms: u64,
+    pub per_user_limit: Option<u32>,
+    pub quiz: Option<bool>,
+    pub payment_window_s: Option<u32>,
+    pub load_test: Option<bool>,
+}
+
+/// Why a campaign spec was refused; each message names the field.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SpecError {
+    #[error("title must be 1 to {TITLE_LEN_MAX} characters")]
+    Title,
+    #[error("stock must be between 1 and {STOCK_MAX}")]
+    Stock,
+    #[error("ends_at_ms must be after starts_at_ms")]
+    Window,
+    #[error("per_user_limit must be between 1 and {PER_USER_LIMIT_MAX}")]
+    PerUserLimit,
+    #[error("payment_window_s must be between 1 and {PAYMENT_WINDOW_S_MAX}")]
+    PaymentWindow,
+    #[error("quiz campaigns need the answer bank, which this build does not have yet")]
+    QuizUnsupported,
+}
+
+/// The operator's kill switch, independent of the clock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Control {
+    Active,
+    Paused,
+    Stopped,
+}
+
+impl Control {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Control::Active => "active",
+            Control::Paused => "paused",
+            Control::Stopped => "stopped",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "active" => Some(Control::Active),
+            "paused" => Some(Control::Paused),
+            "stopped" => Some(Control::Stopped),
+            _ => None,
+        }
+    }
+}
+
+/// What a buyer sees: one of the five states of the API contract.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CampaignState {
+    Scheduled,
+    Live,
+    SoldOut,
+    Paused,
+    Ended,
+}
+
+impl CampaignState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CampaignState::Scheduled => "scheduled",
+            CampaignState::Live => "live",
+            CampaignState::SoldOut => "sold_out",
+            CampaignState::Paused => "paused",
+            CampaignState::Ended => "ended",
+        }
+    }
+}
+
+/// A validated campaign.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Campaign {
+    pub id: CampaignId,
+    pub title: String,
+    pub price_cents: u64,
+    pub stock_total: u64,
+    pub starts_at_ms: u64,
+    pub ends_at_ms: u64,
+    pub per_user_limit: u32,
+    pub quiz: bool,
+    pub payment_window_s: u32,
+    pub load_test: bool,
+    pub control: Control,
+}
+
+impl CampaignSpec {
+    /// Validates the spec; `fallback_id` is used when the operator gave none.
+    pub fn validate(self, fallback_id: CampaignId) -> Result<Campaign, SpecError> {
+        let title = self.title.trim().to_string();
+        if title.is_empty() || title.chars().count() > TITLE_LEN_MAX {
+            return Err(SpecError::Title);
+        }
+        if self.stock == 0 || self.stock > STOCK_MAX {
+            return Err(SpecError::Stock);
+        }
+        if self.ends_at_ms <= self.starts_at_ms {
+            return Err(SpecError::Window);
+        }
+        let per_user_limit = self.per_user_limit.unwrap_or(1);
+        if per_user_limit == 0 || per_user_limit > PER_USER_LIMIT_MAX {
+            return Err(SpecError::PerUserLimit);
+        }
+        let payment_window_s = self.payment_window_s.unwrap_or(PAYMENT_WINDOW_S_DEFAULT);
+        if payment_window_s == 0 || payment_window_s > PAYMENT_WINDOW_S_MAX {
+            return Err(SpecError::PaymentWindow);
+        }
+        let quiz = self.quiz.unwrap_or(false);
+        if quiz {
+            return Err(SpecError::QuizUnsupported);
+        }
+        Ok(Campaign {
+            id: self.id.unwrap_or(fallback_id),
+            title,
+            price_cents: self.price_cents,
+            stock_total: self.stock,
+            starts_at_ms: self.starts_at_ms,
+            ends_at_ms: self.ends_at_ms,
+            per_user_limit,
+            quiz,
+            payment_window_s,
+            load_test: self.load_test.unwrap_or(false),
+            control: Control::Active,
+        })
+    }
+}
+
+impl Campaign {
+    /// The state at `now_ms`, given whether the ledger reports the stock gone.
+    ///
+    /// Precedence: a stopped campaign or a passed end is `ended` whatever
+    /// else holds; before the start it is `scheduled`; a pause hides stock.
+    pub fn state(&self, now_ms: u64, sold_out: bool) -> CampaignState {
+        if self.control == Control::Stopped || now_ms >= self.ends_at_ms {
+            CampaignState::Ended
+        } else if now_ms < self.starts_at_ms {
+            CampaignState::Scheduled
+        } else if self.control == Control::Paused {
+            CampaignState::Paused
+        } else if sold_out {
+            CampaignState::SoldOut
+        } else {
+            CampaignState::Live
+        }
+    }
+
+    /// When an order created at `created_at_ms` must be paid by.
+    pub fn pay_by_ms(&self, created_at_ms: u64) -> u64 {
+        created_at_ms.saturating_add(u64::from(self.payment_window_s) * 1000)
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    pub(crate) fn spec() -> CampaignSpec {
+        CampaignSpec {
+            id: None,
+            title: "Phone".into(),
+            price_cents: 99_900,
+            stock: 10,
+            starts_at_ms: 1_000,
+            ends_at_ms: 2_000,
+            per_user_limit: None,
+            quiz: None,
+            payment_window_s: None,
+            load_test: None,
+        }
+    }
+
+    pub(crate) fn campaign() -> Campaign {
+        spec().validate(CampaignId::parse("c1").unwrap()).unwrap()
+    }
+
+    #[test]
+    fn defaults_are_applied() {
+        let c = campaign();
+        assert_eq!(c.per_user_limit, 1);
+        assert_eq!(c.payment_window_s, PAYMENT_WINDOW_S_DEFAULT);
+        assert_eq!(c.control, Control::Active);
+        assert_eq!(c.id.as_str(), "c1");
+    }
+
+    #[test]
+    fn invalid_specs_name_the_field() {
+        let fid = || CampaignId::parse("x").unwrap();
+        let cases: Vec<(CampaignSpec, SpecError)> = vec![
+            (CampaignSpec { title: " ".into(), ..spec() }, SpecError::Title),
+            (CampaignSpec { stock: 0, ..spec() }, SpecError::Stock),
+            (CampaignSpec { stock: STOCK_MAX + 1, ..spec() }, SpecError::Stock),
+            (CampaignSpec { ends_at_ms: 1_000, ..spec() }, SpecError::Window),
+            (CampaignSpec { per_user_limit: Some(0), ..spec() }, SpecError::PerUserLimit),
+            (CampaignSpec { payment_window_s: Some(0), ..spec() }, SpecError::PaymentWindow),
+            (CampaignSpec { quiz: Some(true), ..spec() }, SpecError::QuizUnsupported),
+        ];
+        for (s, want) in cases {
+            assert_eq!(s.validate(fid()).unwrap_err(), want);
+        }
+    }
+
+    #[test]
+    fn state_follows_clock_and_control() {
+        let mut c = campaign();
+        assert_eq!(c.state(999, false), CampaignState::Scheduled);
+        assert_eq!(c.state(1_000, false), CampaignState::Live);
+        assert_eq!(c.state(1_500, true), CampaignState::SoldOut);
+        assert_eq!(c.state(2_000, false), CampaignState::Ended);
+        c.control = Control::Paused;
+        assert_eq!(c.state(1_500, true), CampaignState::Paused);
+        assert_eq!(c.state(999, false), CampaignState::Scheduled);
+        c.control = Control::Stopped;
+        assert_eq!(c.state(999, false), CampaignState::Ended);
+    }
+}

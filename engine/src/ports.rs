@@ -1,0 +1,183 @@
+//! The ports: traits the core defines and the backends implement.
+//!
+//! Concrete names carry their backend as a prefix (`MemLedger`, `FileLog`,
+//! `SqliteStore`); only the gateway's wiring module chooses among them.
+
+use crate::campaign::{Campaign, Control};
+use crate::ids::{CampaignId, OrderId, UserId};
+use crate::order::{Order, OrderRecord, OrderStatus};
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+// ---------------------------------------------------------------- ledger
+
+/// The ledger's answer to a reservation: a business outcome, not an error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reservation {
+    /// One unit is held for the user; this is their `n`-th unit.
+    Reserved { n: u32 },
+    /// The user already holds their limit of units.
+    AlreadyBought,
+    SoldOut,
+    /// The campaign was never loaded into this ledger (or was blocked).
+    NotLoaded,
+}
+
+/// A unit held by a user, as rebuilt from durable records.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hold {
+    pub user: UserId,
+    pub n: u32,
+}
+
+/// Stock numbers of one campaign. Always `reserved + remaining == total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct LedgerSnapshot {
+    pub total: u64,
+    pub reserved: u64,
+    pub remaining: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LedgerError {
+    #[error("stock ledger unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// Atomic stock pre-deduction with per-user limits.
+#[async_trait]
+pub trait StockLedger: Send + Sync + 'static {
+    /// Loads `total` units for a campaign unless it is already loaded;
+    /// returns whether it was newly loaded. Safe to repeat.
+    async fn load(&self, campaign: &CampaignId, total: u64) -> Result<bool, LedgerError>;
+
+    /// Replaces the campaign's state with `total` units minus `holds`,
+    /// which come from durable records (never from the ledger's own memory).
+    async fn restore(
+        &self,
+        campaign: &CampaignId,
+        total: u64,
+        holds: &[Hold],
+    ) -> Result<(), LedgerError>;
+
+    /// In one atomic step: refuses if the user holds `limit` units, else takes
+    /// one unit if any remain and records it as the user's next hold.
+    async fn reserve(
+        &self,
+        campaign: &CampaignId,
+        user: &UserId,
+        limit: u32,
+    ) -> Result<Reservation, LedgerError>;
+
+    /// Gives back the unit of the user's `n`-th hold. Returns `false` (and
+    /// changes nothing) if that hold is not active, so a repeated release can
+    /// never create stock.
+    async fn release(
+        &self,
+        campaign: &CampaignId,
+        user: &UserId,
+        n: u32,
+    ) -> Result<bool, LedgerError>;
+
+    /// Contention-free hint that no unit remains; may lag behind the truth.
+    fn sold_out_hint(&self, campaign: &CampaignId) -> bool;
+
+    async fn snapshot(&self, campaign: &CampaignId) -> Result<Option<LedgerSnapshot>, LedgerError>;
+}
+
+// ---------------------------------------------------------------- order log
+
+/// One entry of the order log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum LogRecord {
+    /// A winning grab; durable before the buyer hears "queued".
+    Order(OrderRecord),
+}
+
+impl LogRecord {
+    pub fn campaign_id(&self) -> &CampaignId {
+        match self {
+            LogRecord::Order(o) => &o.campaign_id,
+        }
+    }
+}
+
+/// Why an append was not acknowledged. The variant says whether the record
+/// may be in the log, which decides whether its stock may be returned.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AppendError {
+    /// The log's queue is full; the record was not written.
+    #[error("order log queue is full")]
+    Overloaded,
+    /// The record was definitely not written.
+    #[error("order log refused the record: {0}")]
+    Failed(String),
+    /// The record may or may not be durable; only reconciliation can tell.
+    #[error("order log outcome unknown: {0}")]
+    Unknown(String),
+}
+
+/// The durable order log: an append returns only once the record is durable.
+#[async_trait]
+pub trait OrderLog: Send + Sync + 'static {
+    async fn append(&self, record: &LogRecord) -> Result<(), AppendError>;
+}
+
+// ---------------------------------------------------------------- order store
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    #[error("already exists: {0}")]
+    Conflict(String),
+    #[error("not found: {0}")]
+    NotFound(String),
+    /// Writing would break an invariant (sold > total): never retried blindly.
+    #[error("invariant violated: {0}")]
+    Invariant(String),
+    #[error("order store unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// Where a batch came from, stored atomically with it so it lands once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Checkpoint<'a> {
+    pub source: &'a str,
+    pub position: u64,
+}
+
+/// What one batch did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BatchReport {
+    pub inserted: u64,
+    /// Records already present (replays after a crash), absorbed idempotently.
+    pub duplicates: u64,
+}
+
+/// The order store: campaigns and the final record of every order.
+#[async_trait]
+pub trait OrderStore: Send + Sync + 'static {
+    async fn insert_campaign(&self, campaign: &Campaign) -> Result<(), StoreError>;
+    async fn set_control(&self, campaign: &CampaignId, control: Control) -> Result<(), StoreError>;
+    async fn campaigns(&self) -> Result<Vec<Campaign>, StoreError>;
+
+    /// Writes orders idempotently in one transaction, raising each campaign's
+    /// sold counter with a guard that it never exceeds the stock, together
+    /// with the checkpoint when one is given.
+    async fn write_batch(
+        &self,
+        records: &[LogRecord],
+        checkpoint: Option<Checkpoint<'_>>,
+    ) -> Result<BatchReport, StoreError>;
+
+    async fn checkpoint(&self, source: &str) -> Result<Option<u64>, StoreError>;
+    async fn order(&self, order: &OrderId) -> Result<Option<Order>, StoreError>;
+    async fn orders(&self, campaign: &CampaignId) -> Result<Vec<Order>, StoreError>;
+    /// Number of stored orders per status for a campaign.
+    async fn count_by_status(
+        &self,
+        campaign: &CampaignId,
+    ) -> Result<Vec<(OrderStatus, u64)>, StoreError>;
+    /// The campaign's guarded sold counter.
+    async fn sold(&self, campaign: &CampaignId) -> Result<u64, StoreError>;
+}
