@@ -3,16 +3,13 @@
 'use strict';
 (() => {
   const $ = (id) => document.getElementById(id);
-  const el = {
-    who: $('who'), form: $('token-form'), input: $('token-input'), change: $('change-token'),
-    title: $('title'), price: $('price'), stockTotal: $('stock-total'),
-    state: $('state'), remaining: $('remaining'), startsAt: $('starts-at'), endsAt: $('ends-at'),
-    cdWrap: $('countdown-wrap'), cd: $('countdown'), clockNote: $('clock-note'),
-    grab: $('grab'), hint: $('hint'), result: $('result'), check: $('check-order'),
-  };
+  const el = { who: $('who'), form: $('token-form'), input: $('token-input'), change: $('change-token'),
+    title: $('title'), price: $('price'), stockTotal: $('stock-total'), state: $('state'),
+    remaining: $('remaining'), startsAt: $('starts-at'), endsAt: $('ends-at'), cdWrap: $('countdown-wrap'),
+    cd: $('countdown'), clockNote: $('clock-note'), grab: $('grab'), hint: $('hint'), result: $('result'),
+    check: $('check-order') };
   const campaignId = (document.body.dataset.campaignId || '').trim();
   const TOKEN_KEY = 'seckill.buyer_token';
-  const ORDER_KEY = 'seckill.order.' + campaignId;
   const STATE_TEXT = {
     scheduled: 'Not started yet', live: 'Live: grab now!', sold_out: 'Sold out',
     paused: 'Paused by the shop', ended: 'Ended',
@@ -39,22 +36,19 @@
     del(k) { try { sessionStorage.removeItem(k); } catch (_) { delete mem[k]; } },
   };
 
-  let token = null;
+  let token = null, campaign = null, inFlight = false, polling = false, synced = false;
   let offset = 0; // server clock minus local clock, ms
-  let synced = false;
-  let campaign = null;
-  let inFlight = false;
   let blockedUntil = 0; // local ms; grab disabled until then (Retry-After, backoff)
   let busyStreak = 0; // consecutive 503s, grows the backoff
   let done = false; // an order exists or buying is no longer possible for this buyer
-  let polling = false;
   let startRefreshDone = false;
+  let netNote = ''; // shown while the campaign cannot be loaded
+  let finalState = null; // sold_out / ended learnt from a grab answer beats a cached campaign
 
   const serverNow = () => Date.now() + offset;
   const jitter = (base, spread) => base + Math.random() * spread;
   const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-  const fmtTime = (ms) => new Date(ms).toLocaleString(undefined, {
-    dateStyle: 'medium', timeStyle: 'medium' });
+  const fmtTime = (ms) => new Date(ms).toLocaleString(undefined, { dateStyle: 'medium', timeStyle: 'medium' });
   const fmtCents = (c) => Math.floor(c / 100) + '.' + String(c % 100).padStart(2, '0');
   const setText = (node, text) => { if (node.textContent !== text) node.textContent = text; };
   const say = (text, kind) => { el.result.textContent = text; el.result.dataset.kind = kind || 'info'; };
@@ -66,11 +60,10 @@
       const res = await fetch('/api/v1' + path, Object.assign({ signal: ctl.signal, credentials: 'omit' }, opts));
       const body = await res.json().catch(() => null);
       return { status: res.status, body: body || {}, headers: res.headers };
-    } finally {
-      clearTimeout(timer);
-    }
+    } finally { clearTimeout(timer); }
   }
   const authHeaders = () => ({ Authorization: 'Bearer ' + token });
+  const orderKey = () => 'seckill.order.' + campaignId + '.' + ((jwtPayload(token || '') || {}).sub || '');
 
   // ---- 1. buyer token ---------------------------------------------------
   function jwtPayload(t) {
@@ -111,7 +104,7 @@
     ev.preventDefault();
     const t = el.input.value.trim().replace(/^Bearer\s+/i, '');
     el.input.value = '';
-    if (t) { setToken(t); resumeOrder(); }
+    if (t) { done = !!finalState; setToken(t); resumeOrder(); }
   });
   el.change.addEventListener('click', () => { setToken(null); el.input.focus(); });
 
@@ -141,10 +134,10 @@
   async function refreshCampaign() {
     try {
       const r = await api('/campaigns/' + encodeURIComponent(campaignId));
-      if (r.status === 200) { campaign = r.body; renderCampaign(); return true; }
-      if (r.status === 404) el.state.textContent = 'This sale does not exist.';
+      if (r.status === 200) { campaign = r.body; netNote = ''; renderCampaign(); return true; }
+      netNote = r.status === 404 ? 'This sale does not exist.' : 'The shop is busy; retrying…';
     } catch (_) {
-      el.hint.textContent = 'Connection problem; retrying…';
+      netNote = 'Connection problem; retrying…';
     }
     return false;
   }
@@ -168,6 +161,7 @@
   // The server derives state from its clock; a cached "scheduled" past the start is treated as live.
   function effectiveState() {
     if (!campaign) return null;
+    if (finalState) return finalState;
     const now = serverNow();
     const s = campaign.state;
     if ((s === 'live' || s === 'scheduled') && campaign.ends_at_ms && now >= campaign.ends_at_ms) return 'ended';
@@ -200,8 +194,8 @@
     let enabled = false, hint = '';
     const waitS = Math.ceil((blockedUntil - Date.now()) / 1000);
     if (!campaignId || campaignId.includes('{{')) hint = 'This page must be opened through the shop (no campaign id).';
-    else if (!campaign) hint = 'Loading the sale…';
-    else if (done) hint = '';
+    else if (!campaign) hint = netNote || 'Loading the sale…';
+    else if (done && !finalState) hint = 'You already have an order for this sale.';
     else if (inFlight) hint = 'Sending your request…';
     else if (state === 'scheduled') hint = 'The button unlocks when the countdown reaches zero.';
     else if (state === 'sold_out') hint = 'Sold out. Thank you for taking part.';
@@ -232,14 +226,9 @@
     say('Sending your request…');
     let r;
     try {
-      r = await api('/campaigns/' + encodeURIComponent(campaignId) + '/grab', {
-        method: 'POST', cache: 'no-store',
-        headers: Object.assign({ 'Content-Type': 'application/json' }, authHeaders()),
-        body: '{}',
-      }, 10000);
-    } catch (_) {
-      r = null;
-    }
+      r = await api('/campaigns/' + encodeURIComponent(campaignId) + '/grab', { method: 'POST', cache: 'no-store',
+        headers: Object.assign({ 'Content-Type': 'application/json' }, authHeaders()), body: '{}' }, 10000);
+    } catch (_) { r = null; }
     inFlight = false;
     handleGrab(r);
     render();
@@ -256,8 +245,7 @@
     const msg = ERROR_TEXT[code] || b.message || 'Something went wrong (HTTP ' + r.status + ').';
     if (code === 'already_bought') { done = true; say(msg, 'info'); return; }
     if (code === 'sold_out' || code === 'ended' || code === 'paused') {
-      if (campaign) campaign.state = code;
-      if (code !== 'paused') done = true;
+      if (code === 'paused') { if (campaign) campaign.state = code; } else { finalState = code; done = true; }
       say(msg, code === 'paused' ? 'warn' : 'error');
       return;
     }
@@ -280,17 +268,16 @@
   // ---- 6. order polling ---------------------------------------------------
   function startOrder(orderId) {
     done = true;
-    store.set(ORDER_KEY, orderId);
+    store.set(orderKey(), orderId);
     say('Queued, order ' + orderId + '. Waiting for confirmation…', 'info');
     pollOrder(orderId);
   }
   function showOrder(o) {
     const id = String(o.order_id);
+    const payBy = o.pay_by_ms ? fmtTime(o.pay_by_ms) : 'the deadline';
     switch (o.status) {
       case 'queued': say('Your order is queued (order ' + id + '). Waiting for confirmation…', 'info'); return false;
-      case 'confirmed':
-        say('You won! Order ' + id + '. Pay by ' + (o.pay_by_ms ? fmtTime(o.pay_by_ms) : 'the deadline') + '.', 'success');
-        return true;
+      case 'confirmed': say('You won! Order ' + id + '. Pay by ' + payBy + '.', 'success'); return true;
       case 'paid': say('Order ' + id + ' is paid. Enjoy!', 'success'); return true;
       case 'cancelled': say('Order ' + id + ' was cancelled.', 'error'); return true;
       case 'expired': say('Order ' + id + ' expired: it was not paid in time.', 'error'); return true;
@@ -301,29 +288,30 @@
     if (polling) return;
     polling = true;
     el.check.hidden = true;
-    let final = false;
-    for (let i = 0; i < tries && !final; i++) {
+    let final = false, stop = false;
+    for (let i = 0; i < tries && !final && !stop; i++) {
       await sleep(i === 0 ? jitter(300, 400) : jitter(800, 400));
       if (!token) break;
       try {
         const r = await api('/orders/' + encodeURIComponent(orderId), { headers: authHeaders(), cache: 'no-store' }, 5000);
         if (r.status === 200) final = showOrder(r.body);
-        else if (r.status === 401) { setToken(null); say(ERROR_TEXT.unauthorized, 'error'); break; }
+        else if (r.status === 401) { stop = true; setToken(null); say(ERROR_TEXT.unauthorized, 'error'); }
+        else if (r.status === 403) { stop = true; say('This order belongs to another buyer.', 'error'); }
         // 404 (not written yet), 429, 5xx: keep waiting within the bound
       } catch (_) { /* network blip: next try */ }
     }
     polling = false;
-    if (!final) {
+    if (!final && !stop && token) {
       el.check.hidden = false;
-      if (token) say('Order ' + orderId + ' is still being processed. Check again in a little while.', 'warn');
+      say('Order ' + orderId + ' is still being processed. Check again in a little while.', 'warn');
     }
   }
   function resumeOrder() {
-    const id = store.get(ORDER_KEY);
-    if (id && token) { done = true; pollOrder(id, 5); render(); }
+    const id = token && store.get(orderKey());
+    if (id) { done = true; pollOrder(id, 5); render(); }
   }
   el.check.addEventListener('click', () => {
-    const id = store.get(ORDER_KEY);
+    const id = token && store.get(orderKey());
     if (id) pollOrder(id, 30);
   });
 

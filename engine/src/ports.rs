@@ -181,3 +181,15 @@ pub trait OrderStore: Send + Sync + 'static {
     /// The campaign's guarded sold counter.
     async fn sold(&self, campaign: &CampaignId) -> Result<u64, StoreError>;
 }
+
+// Trait objects of the ports are held in structs that derive `Debug`.
+macro_rules! opaque_debug {
+    ($($t:ident),*) => {$(
+        impl std::fmt::Debug for dyn $t {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(concat!("dyn ", stringify!($t)))
+            }
+        }
+    )*};
+}
+opaque_debug!(StockLedger, OrderLog, OrderStore);

@@ -1,0 +1,252 @@
+//! The application state shared by every request, and the one place where
+//! concrete backends are chosen and wired (embedded default: `MemLedger`,
+//! `FileLog`, `SqliteStore`, in-process `FileWriter`).
+
+use crate::auth::Auth;
+use crate::config::{Limits, ServeConfig};
+use crate::orders::OrderIndex;
+use crate::registry::Registry;
+use anyhow::{bail, Context};
+use engine::ports::{Hold, LogRecord, OrderLog, OrderStore, StockLedger};
+use engine::{CampaignId, CampaignSpec, OrderStatus};
+use order_log::{FileLog, FileLogConfig};
+use order_store::{FileWriter, SqliteStore, FILE_LOG_SOURCE};
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use stock_ledger::{MemLedger, MemLedgerConfig};
+use tokio::sync::Semaphore;
+use tokio_util::task::TaskTracker;
+
+/// The id of the campaign created for newcomers.
+pub const DEMO_CAMPAIGN: &str = "demo";
+
+/// Milliseconds since the Unix epoch. The only wall-clock read of the
+/// request path; the engine receives the value.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// Shared state of the gateway.
+#[derive(Debug)]
+pub struct App {
+    pub auth: Auth,
+    pub registry: Registry,
+    pub orders: OrderIndex,
+    pub ledger: Arc<dyn StockLedger>,
+    pub log: Arc<dyn OrderLog>,
+    pub store: Arc<dyn OrderStore>,
+    /// Caps grabs in flight (see `Limits::grabs_inflight_max`).
+    pub grab_permits: Arc<Semaphore>,
+    /// Grab critical sections run as tracked tasks so a client hanging up
+    /// cannot cancel them between reserve and append, and shutdown waits.
+    pub tasks: TaskTracker,
+    pub limits: Limits,
+    pub admin_token_generated: bool,
+}
+
+/// The embedded default: the app plus the pieces it must stop in order.
+#[derive(Debug)]
+pub struct Embedded {
+    pub app: Arc<App>,
+    /// The operator credential in force (printed at start-up when generated).
+    pub admin_token: String,
+    file_log: Arc<FileLog>,
+    writer_stop: tokio::sync::oneshot::Sender<()>,
+    writer: tokio::task::JoinHandle<()>,
+}
+
+impl Embedded {
+    /// Opens the data directory, replays the order log into the ledger and
+    /// the order index, and starts the order writer.
+    pub async fn open(cfg: &ServeConfig) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(&cfg.data_dir)
+            .with_context(|| format!("creating data directory {}", cfg.data_dir.display()))?;
+        let store: Arc<dyn OrderStore> = Arc::new(
+            SqliteStore::open(&cfg.data_dir.join("orders.db"))
+                .await
+                .context("opening the SQLite order store")?,
+        );
+        let log_cfg = FileLogConfig::new(cfg.data_dir.join("orders.log"));
+        let (file_log, replayed) = tokio::task::spawn_blocking(move || FileLog::open(log_cfg))
+            .await
+            .context("order log replay task")?
+            .context("opening the order log")?;
+        let file_log = Arc::new(file_log);
+        let (jwt_secret, admin_token) = secrets(cfg)?;
+        let auth = Auth::new(jwt_secret.as_bytes(), admin_token.clone()).map_err(anyhow::Error::msg)?;
+        let app = Arc::new(App {
+            auth,
+            registry: Registry::default(),
+            orders: OrderIndex::default(),
+            ledger: Arc::new(MemLedger::new(MemLedgerConfig::default())),
+            log: Arc::clone(&file_log) as Arc<dyn OrderLog>,
+            store: Arc::clone(&store),
+            grab_permits: Arc::new(Semaphore::new(cfg.limits.grabs_inflight_max)),
+            tasks: TaskTracker::new(),
+            limits: cfg.limits.clone(),
+            admin_token_generated: cfg.admin_token.is_none(),
+        });
+
+        for c in store.campaigns().await.context("loading campaigns")? {
+            app.registry.insert(c);
+        }
+        let checkpoint = store
+            .checkpoint(FILE_LOG_SOURCE)
+            .await
+            .context("reading the writer checkpoint")?
+            .unwrap_or(0);
+        let mut holds: HashMap<CampaignId, Vec<Hold>> = HashMap::new();
+        for p in replayed {
+            let LogRecord::Order(o) = p.record;
+            let Some(live) = app.registry.get(&o.campaign_id) else {
+                bail!(
+                    "the order log holds order {} of campaign {}, which the store does not know",
+                    o.order_id,
+                    o.campaign_id
+                );
+            };
+            live.counters.logged.fetch_add(1, Ordering::Relaxed);
+            holds.entry(o.campaign_id.clone()).or_default().push(Hold {
+                user: o.user_id.clone(),
+                n: o.n,
+            });
+            let id = o.order_id.clone();
+            app.orders.insert_queued(o);
+            if p.end <= checkpoint {
+                app.orders.advance(&id, OrderStatus::Confirmed);
+                live.counters.persisted.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        // The ledger is rebuilt from durable records only, never from memory.
+        for live in app.registry.all() {
+            let c = live.get();
+            let h = holds.remove(&c.id).unwrap_or_default();
+            app.ledger
+                .restore(&c.id, c.stock_total, &h)
+                .await
+                .with_context(|| format!("restoring the ledger of {}", c.id))?;
+        }
+
+        let reader = file_log.reader(checkpoint).context("opening a log reader")?;
+        let writer_app = Arc::clone(&app);
+        let on_commit: Arc<dyn Fn(&[LogRecord]) + Send + Sync> = Arc::new(move |batch| {
+            for LogRecord::Order(o) in batch {
+                if writer_app.orders.advance(&o.order_id, OrderStatus::Confirmed) {
+                    if let Some(live) = writer_app.registry.get(&o.campaign_id) {
+                        live.counters.persisted.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+        });
+        let writer = FileWriter::new(Arc::clone(&store), reader, cfg.writer.clone(), on_commit);
+        let (writer_stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let writer = tokio::spawn(async move {
+            match writer
+                .run(async {
+                    let _ = stop_rx.await;
+                })
+                .await
+            {
+                Ok(stats) => tracing::info!(?stats, "order writer stopped"),
+                Err(e) => tracing::error!(error = %e, "order writer failed"),
+            }
+        });
+
+        let embedded = Self {
+            app,
+            admin_token,
+            file_log,
+            writer_stop,
+            writer,
+        };
+        if cfg.demo {
+            embedded.ensure_demo().await?;
+        }
+        Ok(embedded)
+    }
+
+    async fn ensure_demo(&self) -> anyhow::Result<()> {
+        let id = CampaignId::parse(DEMO_CAMPAIGN)?;
+        if self.app.registry.get(&id).is_some() {
+            return Ok(());
+        }
+        let now = now_ms();
+        let spec = CampaignSpec {
+            id: Some(id.clone()),
+            title: "Demo flash sale: mechanical keyboard".into(),
+            price_cents: 1_999,
+            stock: 100,
+            starts_at_ms: now + 15_000,
+            ends_at_ms: now + 2 * 3_600_000,
+            per_user_limit: Some(1),
+            quiz: None,
+            payment_window_s: None,
+            load_test: None,
+        };
+        crate::handlers::admin::create_campaign(&self.app, spec.validate(id)?)
+            .await
+            .map_err(|e| anyhow::anyhow!("creating the demo campaign: {}", e.message))?;
+        Ok(())
+    }
+
+    /// Stops in dependency order: grabs, then the log (flushing what was
+    /// accepted), then the writer (draining what is durable).
+    pub async fn shutdown(self) {
+        self.app.tasks.close();
+        self.app.tasks.wait().await;
+        let log = Arc::clone(&self.file_log);
+        if let Err(e) = tokio::task::spawn_blocking(move || log.close()).await {
+            tracing::error!(error = %e, "closing the order log");
+        }
+        let _ = self.writer_stop.send(());
+        if let Err(e) = self.writer.await {
+            tracing::error!(error = %e, "order writer task");
+        }
+    }
+}
+
+/// The JWT secret (env, or kept in the data directory) and the admin token.
+fn secrets(cfg: &ServeConfig) -> anyhow::Result<(String, String)> {
+    let jwt = match &cfg.jwt_secret {
+        Some(s) => s.clone(),
+        None => load_or_create_secret(&cfg.data_dir.join("jwt-secret"))?,
+    };
+    let admin = match &cfg.admin_token {
+        Some(t) => t.clone(),
+        None => random_hex(24),
+    };
+    Ok((jwt, admin))
+}
+
+fn random_hex(bytes: usize) -> String {
+    let buf: Vec<u8> = (0..bytes).map(|_| rand::random::<u8>()).collect();
+    hex::encode(buf)
+}
+
+fn load_or_create_secret(path: &Path) -> anyhow::Result<String> {
+    match std::fs::read_to_string(path) {
+        Ok(s) if !s.trim().is_empty() => return Ok(s.trim().to_string()),
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+    }
+    let secret = random_hex(32);
+    write_private(path, &secret).with_context(|| format!("writing {}", path.display()))?;
+    Ok(secret)
+}
+
+fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(contents.as_bytes())?;
+    f.sync_all()
+}

@@ -1,0 +1,251 @@
+//! Operator endpoints, all behind the admin bearer token.
+
+use crate::app::{now_ms, App};
+use crate::error::ApiError;
+use crate::web::{self, Resp};
+use crate::registry::CAMPAIGNS_MAX;
+use engine::ports::StoreError;
+use engine::{Campaign, CampaignId, CampaignSpec, Control, OrderStatus, UserId};
+use hyper::StatusCode;
+use serde::Deserialize;
+use std::sync::atomic::Ordering;
+
+/// Most tokens one `POST /admin/v1/tokens` call issues.
+pub const TOKENS_PER_CALL_MAX: usize = 10_000;
+
+pub async fn create(app: &App, headers: &http::HeaderMap, body: &[u8]) -> Result<Resp, ApiError> {
+    let spec: CampaignSpec = web::parse_json(headers, body, false)?;
+    let fallback = CampaignId::parse(&format!("c{:x}{:04x}", now_ms(), rand::random::<u16>()))
+        .map_err(|_| ApiError::internal())?;
+    let campaign = spec
+        .validate(fallback)
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let id = campaign.id.clone();
+    create_campaign(app, campaign).await?;
+    let live = super::campaign(app, id.as_str())?;
+    Ok(web::json(
+        StatusCode::CREATED,
+        &super::campaign_view(app, &live, now_ms()).await,
+    ))
+}
+
+/// Makes a campaign durable, loads its stock, then makes it visible, in
+/// that order, so no grab can see a campaign whose stock is not loaded.
+pub async fn create_campaign(app: &App, campaign: Campaign) -> Result<(), ApiError> {
+    if app.registry.len() >= CAMPAIGNS_MAX {
+        return Err(ApiError::new(
+            StatusCode::INSUFFICIENT_STORAGE,
+            "too_many_campaigns",
+            format!("this gateway holds at most {CAMPAIGNS_MAX} campaigns"),
+        ));
+    }
+    if app.registry.get(&campaign.id).is_some() {
+        return Err(exists(&campaign.id));
+    }
+    app.store.insert_campaign(&campaign).await.map_err(|e| match e {
+        StoreError::Conflict(_) => exists(&campaign.id),
+        e => store_failed(e),
+    })?;
+    app.ledger
+        .load(&campaign.id, campaign.stock_total)
+        .await
+        .map_err(|e| ApiError::unavailable(format!("stock ledger: {e}")))?;
+    app.registry.insert(campaign);
+    Ok(())
+}
+
+fn exists(id: &CampaignId) -> ApiError {
+    ApiError::new(
+        StatusCode::CONFLICT,
+        "campaign_exists",
+        format!("a campaign with id {id} already exists"),
+    )
+}
+
+fn store_failed(e: StoreError) -> ApiError {
+    tracing::warn!(error = %e, "order store call failed");
+    ApiError::unavailable("the order store is unavailable")
+}
+
+pub async fn list(app: &App) -> Result<Resp, ApiError> {
+    let now = now_ms();
+    let mut out = Vec::new();
+    for live in app.registry.all() {
+        let mut view = super::campaign_view(app, &live, now).await;
+        view["control"] = serde_json::json!(live.get().control);
+        out.push(view);
+    }
+    Ok(web::json(StatusCode::OK, &out))
+}
+
+pub async fn preload(app: &App, id: &str) -> Result<Resp, ApiError> {
+    let live = super::campaign(app, id)?;
+    let c = live.get();
+    let newly_loaded = app
+        .ledger
+        .load(&c.id, c.stock_total)
+        .await
+        .map_err(|e| ApiError::unavailable(format!("stock ledger: {e}")))?;
+    let snap = app.ledger.snapshot(&c.id).await.ok().flatten();
+    Ok(web::json(
+        StatusCode::OK,
+        &serde_json::json!({
+            "campaign_id": c.id,
+            "ledger_newly_loaded": newly_loaded,
+            "stock_total": c.stock_total,
+            "remaining": snap.map(|s| s.remaining),
+            "page": format!("/items/{}.html", c.id),
+        }),
+    ))
+}
+
+/// `pause`, `resume` and `stop`. Stop is final.
+pub async fn control(app: &App, id: &str, action: &str) -> Result<Resp, ApiError> {
+    let live = super::campaign(app, id)?;
+    let mut c = (*live.get()).clone();
+    if c.control == Control::Stopped {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "campaign_stopped",
+            "a stopped campaign cannot be changed",
+        ));
+    }
+    c.control = match action {
+        "pause" => Control::Paused,
+        "resume" => Control::Active,
+        _ => Control::Stopped,
+    };
+    app.store
+        .set_control(&c.id, c.control)
+        .await
+        .map_err(store_failed)?;
+    live.set(c);
+    let mut view = super::campaign_view(app, &live, now_ms()).await;
+    view["control"] = serde_json::json!(live.get().control);
+    Ok(web::json(StatusCode::OK, &view))
+}
+
+pub async fn stats(app: &App, id: &str) -> Result<Resp, ApiError> {
+    let live = super::campaign(app, id)?;
+    let c = live.get();
+    let snap = app
+        .ledger
+        .snapshot(&c.id)
+        .await
+        .map_err(|e| ApiError::unavailable(format!("stock ledger: {e}")))?;
+    let by_status = app.store.count_by_status(&c.id).await.map_err(store_failed)?;
+    let count = |s: OrderStatus| {
+        by_status
+            .iter()
+            .filter(|(st, _)| *st == s)
+            .map(|(_, n)| *n)
+            .sum::<u64>()
+    };
+    let persisted: u64 = by_status.iter().map(|(_, n)| n).sum();
+    let logged = live.counters.logged.load(Ordering::Relaxed);
+    let rejected: serde_json::Map<String, serde_json::Value> = live
+        .counters
+        .rejected()
+        .into_iter()
+        .map(|(code, n)| (code.to_string(), n.into()))
+        .collect();
+    Ok(web::json(
+        StatusCode::OK,
+        &serde_json::json!({
+            "campaign_id": c.id,
+            "stock_total": c.stock_total,
+            "reserved": snap.map(|s| s.reserved),
+            "sold": logged,
+            "remaining": snap.map(|s| s.remaining),
+            "orders_queued": logged.saturating_sub(persisted),
+            "orders_persisted": persisted,
+            "orders_paid": count(OrderStatus::Paid),
+            "orders_expired": count(OrderStatus::Expired),
+            "store_sold": app.store.sold(&c.id).await.map_err(store_failed)?,
+            "rejected": rejected,
+        }),
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TokenRequest {
+    user_ids: Vec<UserId>,
+    ttl_s: Option<u64>,
+}
+
+pub fn tokens(app: &App, headers: &http::HeaderMap, body: &[u8]) -> Result<Resp, ApiError> {
+    let req: TokenRequest = web::parse_json(headers, body, false)?;
+    if req.user_ids.len() > TOKENS_PER_CALL_MAX {
+        return Err(ApiError::bad_request(format!(
+            "at most {TOKENS_PER_CALL_MAX} user_ids per call"
+        )));
+    }
+    let ttl_s = req.ttl_s.unwrap_or(3_600);
+    if ttl_s == 0 || ttl_s > crate::auth::TOKEN_TTL_S_MAX {
+        return Err(ApiError::bad_request(format!(
+            "ttl_s must be between 1 and {}",
+            crate::auth::TOKEN_TTL_S_MAX
+        )));
+    }
+    let now = now_ms();
+    let mut tokens = serde_json::Map::new();
+    for u in req.user_ids {
+        let t = app.auth.issue(&u, now, ttl_s)?;
+        tokens.insert(u.as_str().to_string(), t.into());
+    }
+    Ok(web::json(
+        StatusCode::OK,
+        &serde_json::json!({ "tokens": tokens, "expires_at_ms": now + ttl_s * 1000 }),
+    ))
+}
+
+/// Winners export: JSON by default, CSV with `?format=csv`.
+pub async fn orders(app: &App, id: &str, query: Option<&str>) -> Result<Resp, ApiError> {
+    let live = super::campaign(app, id)?;
+    let orders = app.store.orders(&live.get().id).await.map_err(store_failed)?;
+    let csv = query.is_some_and(|q| q.split('&').any(|kv| kv == "format=csv"));
+    if csv {
+        let mut out = String::from("order_id,campaign_id,user_id,n,price_cents,status,created_at_ms,pay_by_ms\n");
+        for o in &orders {
+            let r = &o.record;
+            out.push_str(&format!(
+                "{},{},{},{},{},{},{},{}\n",
+                r.order_id,
+                r.campaign_id,
+                csv_field(r.user_id.as_str()),
+                r.n,
+                r.price_cents,
+                o.status.as_str(),
+                r.created_at_ms,
+                r.pay_by_ms
+            ));
+        }
+        return Ok(web::bytes(StatusCode::OK, "text/csv; charset=utf-8", out));
+    }
+    let rows: Vec<_> = orders
+        .iter()
+        .map(|o| {
+            serde_json::json!({
+                "order_id": o.record.order_id,
+                "campaign_id": o.record.campaign_id,
+                "user_id": o.record.user_id,
+                "n": o.record.n,
+                "price_cents": o.record.price_cents,
+                "status": o.status,
+                "created_at_ms": o.record.created_at_ms,
+                "pay_by_ms": o.record.pay_by_ms,
+            })
+        })
+        .collect();
+    Ok(web::json(StatusCode::OK, &rows))
+}
+
+/// Quotes a CSV field when it holds a separator or quote (user ids may).
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}

@@ -1,0 +1,193 @@
+//! Buyer endpoints: clock, campaign status, grab, order status.
+//!
+//! The grab runs the funnel cheapest check first: body size and shape,
+//! token, campaign state from the local cache (including the ledger's
+//! sold-out flag), the in-flight cap, then one atomic ledger reservation and
+//! a durable log append before the 202.
+
+use crate::app::{now_ms, App};
+use crate::error::ApiError;
+use crate::web::{self, Resp};
+use crate::registry::LiveCampaign;
+use engine::ports::{AppendError, LogRecord, Reservation};
+use engine::{admit, Campaign, OrderId, OrderRecord, Rejection, UserId};
+use http::header::AUTHORIZATION;
+use hyper::body::Incoming;
+use hyper::StatusCode;
+use serde::Deserialize;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+pub fn time() -> Resp {
+    web::with_cache(
+        web::json(StatusCode::OK, &serde_json::json!({ "now_ms": now_ms() })),
+        "no-store",
+    )
+}
+
+pub async fn campaign(app: &App, id: &str) -> Result<Resp, ApiError> {
+    let live = super::campaign(app, id)?;
+    let view = super::campaign_view(app, &live, now_ms()).await;
+    Ok(web::with_cache(
+        web::json(StatusCode::OK, &view),
+        "public, max-age=1",
+    ))
+}
+
+/// The grab body. Quiz fields are accepted now and checked once the answer
+/// bank exists; unknown fields are ignored so clients can extend it.
+#[derive(Debug, Deserialize)]
+struct GrabBody {
+    #[serde(default)]
+    #[allow(dead_code)]
+    quiz_token: Option<String>,
+    #[serde(default)]
+    #[allow(dead_code)]
+    answer: Option<String>,
+}
+
+pub async fn grab(app: &Arc<App>, id: &str, req: hyper::Request<Incoming>) -> Result<Resp, ApiError> {
+    let (parts, body) = req.into_parts();
+    let body = web::read_body(hyper::Request::from_parts(parts.clone(), body), app.limits.body_bytes_max).await?;
+    let _body: GrabBody = web::parse_json(&parts.headers, &body, true)?;
+    let user = app
+        .auth
+        .buyer(parts.headers.get(AUTHORIZATION).map(|v| v.as_bytes()))?;
+    let live = super::campaign(app, id)?;
+    let campaign = live.get();
+    let now = now_ms();
+    if let Err(r) = admit(&campaign, app.ledger.sold_out_hint(&campaign.id), now) {
+        live.counters.reject(r);
+        return Err(r.into());
+    }
+    let Ok(permit) = Arc::clone(&app.grab_permits).try_acquire_owned() else {
+        live.counters.reject(Rejection::Overloaded);
+        return Err(Rejection::Overloaded.into());
+    };
+    let task_app = Arc::clone(app);
+    let outcome = app.tasks.spawn(async move {
+        let _permit = permit;
+        reserve_and_log(&task_app, &live, &campaign, user, now).await
+    });
+    let order_id = outcome.await.map_err(|e| {
+        tracing::error!(error = %e, "grab task failed");
+        ApiError::internal()
+    })??;
+    Ok(web::json(
+        StatusCode::ACCEPTED,
+        &serde_json::json!({ "order_id": order_id, "status": "queued" }),
+    ))
+}
+
+/// Reserve one unit, then make the order durable. Runs as its own task so
+/// that it always finishes once started.
+async fn reserve_and_log(
+    app: &App,
+    live: &LiveCampaign,
+    c: &Campaign,
+    user: UserId,
+    now: u64,
+) -> Result<OrderId, ApiError> {
+    let reservation = app
+        .ledger
+        .reserve(&c.id, &user, c.per_user_limit)
+        .await
+        .map_err(|e| {
+            tracing::warn!(campaign = %c.id, error = %e, "ledger reserve failed");
+            live.counters.unavailable.fetch_add(1, Ordering::Relaxed);
+            ApiError::unavailable("the stock ledger is unavailable")
+        })?;
+    let n = match reservation {
+        Reservation::Reserved { n } => n,
+        Reservation::AlreadyBought | Reservation::SoldOut => {
+            let r = if reservation == Reservation::SoldOut {
+                Rejection::SoldOut
+            } else {
+                Rejection::AlreadyBought
+            };
+            live.counters.reject(r);
+            return Err(r.into());
+        }
+        Reservation::NotLoaded => {
+            live.counters.unavailable.fetch_add(1, Ordering::Relaxed);
+            return Err(ApiError::unavailable(
+                "this campaign's stock is not loaded; an operator must preload it",
+            ));
+        }
+    };
+    let record = OrderRecord::new(c, user, n, now);
+    match app.log.append(&LogRecord::Order(record.clone())).await {
+        Ok(()) => {
+            let id = record.order_id.clone();
+            app.orders.insert_queued(record);
+            live.counters.logged.fetch_add(1, Ordering::Relaxed);
+            Ok(id)
+        }
+        Err(e @ (AppendError::Overloaded | AppendError::Failed(_))) => {
+            // Definitely not written: the unit goes back on sale.
+            compensate(app, &record).await;
+            if e == AppendError::Overloaded {
+                live.counters.reject(Rejection::Overloaded);
+                Err(Rejection::Overloaded.into())
+            } else {
+                tracing::error!(error = %e, "order log append failed");
+                live.counters.unavailable.fetch_add(1, Ordering::Relaxed);
+                Err(ApiError::unavailable("the order log is unavailable"))
+            }
+        }
+        Err(AppendError::Unknown(why)) => {
+            // Maybe written: keep the unit held (never oversell) and let the
+            // buyer poll; replay or reconciliation settles it.
+            tracing::error!(order = %record.order_id, %why, "order log outcome unknown");
+            live.counters.unavailable.fetch_add(1, Ordering::Relaxed);
+            Err(ApiError::unavailable(
+                "the order's outcome is not known yet; poll the order id",
+            )
+            .with_extra(serde_json::json!({ "order_id": record.order_id })))
+        }
+    }
+}
+
+async fn compensate(app: &App, o: &OrderRecord) {
+    match app.ledger.release(&o.campaign_id, &o.user_id, o.n).await {
+        Ok(true) => {}
+        Ok(false) => tracing::error!(order = %o.order_id, "compensation found no hold to release"),
+        Err(e) => tracing::error!(order = %o.order_id, error = %e, "compensation failed; reconcile"),
+    }
+}
+
+pub async fn order(app: &App, id: &str, headers: &http::HeaderMap) -> Result<Resp, ApiError> {
+    let user = app.auth.buyer(headers.get(AUTHORIZATION).map(|v| v.as_bytes()))?;
+    let not_found = || ApiError::not_found("order_not_found", "no order of yours has this id");
+    let id = OrderId::parse(id).map_err(|_| not_found())?;
+    let (record, status) = match app.orders.get(&id) {
+        Some(o) => (o.record, o.status),
+        None => match app.store.order(&id).await {
+            Ok(Some(o)) => (Arc::new(o.record), o.status),
+            Ok(None) => return Err(not_found()),
+            Err(e) => {
+                tracing::warn!(error = %e, "order look-up failed");
+                return Err(ApiError::unavailable("the order store is unavailable"));
+            }
+        },
+    };
+    // Someone else's order looks exactly like a missing one.
+    if record.user_id != user {
+        return Err(not_found());
+    }
+    Ok(web::with_cache(
+        web::json(
+            StatusCode::OK,
+            &serde_json::json!({
+                "order_id": record.order_id,
+                "campaign_id": record.campaign_id,
+                "user_id": record.user_id,
+                "status": status,
+                "created_at_ms": record.created_at_ms,
+                "pay_by_ms": record.pay_by_ms,
+                "price_cents": record.price_cents,
+            }),
+        ),
+        "no-store",
+    ))
+}

@@ -1,0 +1,74 @@
+//! Service endpoints: health, readiness, metrics, OpenAPI.
+
+use crate::app::App;
+use crate::web::{self, Resp};
+use hyper::StatusCode;
+use std::fmt::Write;
+use std::sync::atomic::Ordering;
+
+pub fn healthz() -> Resp {
+    web::json(StatusCode::OK, &serde_json::json!({ "status": "ok" }))
+}
+
+/// Ready when the order store answers; 503 otherwise.
+pub async fn readyz(app: &App) -> Resp {
+    match app.store.campaigns().await {
+        Ok(_) => web::json(StatusCode::OK, &serde_json::json!({ "status": "ready" })),
+        Err(e) => web::error(&crate::error::ApiError::unavailable(format!(
+            "order store: {e}"
+        ))),
+    }
+}
+
+/// Prometheus text format, per campaign.
+pub async fn metrics(app: &App) -> Resp {
+    let mut out = String::new();
+    let _ = writeln!(out, "# TYPE seckill_orders_logged_total counter");
+    let mut rejected = String::from("# TYPE seckill_grabs_rejected_total counter\n");
+    let mut persisted = String::from("# TYPE seckill_orders_persisted_total counter\n");
+    let mut remaining = String::from("# TYPE seckill_stock_remaining gauge\n");
+    for live in app.registry.all() {
+        let c = live.get();
+        let id = c.id.as_str();
+        let _ = writeln!(
+            out,
+            "seckill_orders_logged_total{{campaign=\"{id}\"}} {}",
+            live.counters.logged.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            persisted,
+            "seckill_orders_persisted_total{{campaign=\"{id}\"}} {}",
+            live.counters.persisted.load(Ordering::Relaxed)
+        );
+        for (code, n) in live.counters.rejected() {
+            let _ = writeln!(
+                rejected,
+                "seckill_grabs_rejected_total{{campaign=\"{id}\",code=\"{code}\"}} {n}"
+            );
+        }
+        if let Ok(Some(s)) = app.ledger.snapshot(&c.id).await {
+            let _ = writeln!(remaining, "seckill_stock_remaining{{campaign=\"{id}\"}} {}", s.remaining);
+        }
+    }
+    let _ = writeln!(out, "# TYPE seckill_orders_indexed gauge\nseckill_orders_indexed {}", app.orders.len());
+    let _ = writeln!(
+        out,
+        "# TYPE seckill_grabs_inflight gauge\nseckill_grabs_inflight {}",
+        app.limits.grabs_inflight_max - app.grab_permits.available_permits()
+    );
+    out.push_str(&persisted);
+    out.push_str(&rejected);
+    out.push_str(&remaining);
+    web::bytes(StatusCode::OK, "text/plain; version=0.0.4", out)
+}
+
+pub fn openapi() -> Resp {
+    web::with_cache(
+        web::bytes(
+            StatusCode::OK,
+            "application/json",
+            include_str!("../../openapi.json"),
+        ),
+        "public, max-age=60",
+    )
+}

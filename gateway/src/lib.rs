@@ -1,0 +1,16 @@
+//! The HTTP edge of the seckill engine and its wiring: config, auth,
+//! routes, the admission funnel's I/O side, and orderly shutdown.
+//!
+//! Only this crate knows HTTP; the domain lives in `engine`.
+
+pub mod app;
+pub mod auth;
+pub mod config;
+pub mod error;
+pub mod handlers;
+pub mod web;
+pub mod orders;
+pub mod pages;
+pub mod registry;
+pub mod routes;
+pub mod server;

@@ -1,0 +1,93 @@
+//! Static pages served by the gateway in the embedded default: the per-item
+//! buyer page rendered from `static-cdn/item.html`, and its assets.
+//!
+//! The files are compiled in so the binary runs from any directory; in
+//! production a CDN serves the same files.
+
+use crate::app::App;
+use crate::error::ApiError;
+use crate::web::{self, Resp};
+use hyper::StatusCode;
+
+const ITEM_TEMPLATE: &str = include_str!("../../static-cdn/item.html");
+const APP_JS: &str = include_str!("../../static-cdn/app.js");
+const STYLE_CSS: &str = include_str!("../../static-cdn/style.css");
+
+pub fn item(app: &App, file: &str) -> Result<Resp, ApiError> {
+    let id = file
+        .strip_suffix(".html")
+        .ok_or_else(|| ApiError::not_found("not_found", "no such page"))?;
+    let live = crate::handlers::campaign(app, id)?;
+    let c = live.get();
+    let page = render_item(c.id.as_str(), &c.title, c.price_cents, c.stock_total);
+    Ok(page_response(web::bytes(
+        StatusCode::OK,
+        "text/html; charset=utf-8",
+        page,
+    )))
+}
+
+pub fn render_item(id: &str, title: &str, price_cents: u64, stock_total: u64) -> String {
+    ITEM_TEMPLATE
+        .replace("{{campaign_id}}", &escape(id))
+        .replace("{{title}}", &escape(title))
+        .replace(
+            "{{price}}",
+            &format!("{}.{:02}", price_cents / 100, price_cents % 100),
+        )
+        .replace("{{stock_total}}", &stock_total.to_string())
+}
+
+pub fn asset(file: &str) -> Result<Resp, ApiError> {
+    let (body, kind) = match file {
+        "app.js" => (APP_JS, "text/javascript; charset=utf-8"),
+        "style.css" => (STYLE_CSS, "text/css; charset=utf-8"),
+        _ => return Err(ApiError::not_found("not_found", "no such asset")),
+    };
+    Ok(page_response(web::bytes(StatusCode::OK, kind, body)))
+}
+
+/// Cacheable, cookie-free, and locked to our own origin.
+fn page_response(r: Resp) -> Resp {
+    let mut r = web::with_cache(r, "public, max-age=60");
+    r.headers_mut().insert(
+        http::header::CONTENT_SECURITY_POLICY,
+        http::header::HeaderValue::from_static("default-src 'self'"),
+    );
+    r.headers_mut().insert(
+        http::header::X_CONTENT_TYPE_OPTIONS,
+        http::header::HeaderValue::from_static("nosniff"),
+    );
+    r
+}
+
+/// Escapes text for HTML element content and quoted attributes.
+pub fn escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for ch in s.chars() {
+        match ch {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn titles_are_escaped_and_price_formatted() {
+        let page = render_item("c1", "<script>x</script>", 1_905, 10);
+        assert!(!page.contains("<script>x"));
+        assert!(page.contains("&lt;script&gt;"));
+        assert!(page.contains("19.05"));
+        assert!(page.contains("data-campaign-id=\"c1\""));
+        assert!(!page.contains("{{"), "every placeholder is filled");
+    }
+}

@@ -1,0 +1,104 @@
+//! Live campaigns held in memory: the local cache the funnel reads on every
+//! grab (campaign state without a round trip), plus per-campaign counters.
+
+use dashmap::DashMap;
+use engine::{Campaign, CampaignId, Rejection};
+use parking_lot::RwLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+/// Most campaigns one gateway holds; creation past it is refused.
+pub const CAMPAIGNS_MAX: usize = 10_000;
+
+/// Counters of one campaign; all monotonic except where noted.
+#[derive(Debug, Default)]
+pub struct Counters {
+    rejected: [AtomicU64; Rejection::ALL.len()],
+    /// Grabs answered 503 `unavailable` (a dependency failed).
+    pub unavailable: AtomicU64,
+    /// Orders durable in the order log (answered 202, or unknown then found).
+    pub logged: AtomicU64,
+    /// Orders the writer has committed to the order store.
+    pub persisted: AtomicU64,
+}
+
+impl Counters {
+    pub fn reject(&self, r: Rejection) {
+        self.rejected[r.index()].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// `(code, count)` of every rejection seen at least once.
+    pub fn rejected(&self) -> Vec<(&'static str, u64)> {
+        let mut out: Vec<_> = Rejection::ALL
+            .iter()
+            .map(|r| (r.code(), self.rejected[r.index()].load(Ordering::Relaxed)))
+            .collect();
+        out.push(("unavailable", self.unavailable.load(Ordering::Relaxed)));
+        out.retain(|&(_, n)| n > 0);
+        out
+    }
+}
+
+/// One campaign as the gateway holds it.
+#[derive(Debug)]
+pub struct LiveCampaign {
+    // A read-mostly lock: every grab reads, only operators write.
+    campaign: RwLock<Arc<Campaign>>,
+    pub counters: Counters,
+}
+
+impl LiveCampaign {
+    pub fn get(&self) -> Arc<Campaign> {
+        Arc::clone(&self.campaign.read())
+    }
+
+    pub fn set(&self, campaign: Campaign) {
+        *self.campaign.write() = Arc::new(campaign);
+    }
+}
+
+/// All campaigns of this gateway, by id.
+#[derive(Debug, Default)]
+pub struct Registry {
+    campaigns: DashMap<CampaignId, Arc<LiveCampaign>>,
+}
+
+impl Registry {
+    pub fn get(&self, id: &CampaignId) -> Option<Arc<LiveCampaign>> {
+        self.campaigns.get(id).map(|c| Arc::clone(&c))
+    }
+
+    /// Adds a campaign; `false` if the id is taken or the registry is full.
+    pub fn insert(&self, campaign: Campaign) -> bool {
+        if self.campaigns.len() >= CAMPAIGNS_MAX {
+            return false;
+        }
+        let mut inserted = false;
+        self.campaigns.entry(campaign.id.clone()).or_insert_with(|| {
+            inserted = true;
+            Arc::new(LiveCampaign {
+                campaign: RwLock::new(Arc::new(campaign)),
+                counters: Counters::default(),
+            })
+        });
+        inserted
+    }
+
+    pub fn len(&self) -> usize {
+        self.campaigns.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.campaigns.is_empty()
+    }
+
+    /// Every campaign, ordered by start time then id.
+    pub fn all(&self) -> Vec<Arc<LiveCampaign>> {
+        let mut v: Vec<_> = self.campaigns.iter().map(|e| Arc::clone(e.value())).collect();
+        v.sort_by_cached_key(|c| {
+            let c = c.get();
+            (c.starts_at_ms, c.id.clone())
+        });
+        v
+    }
+}

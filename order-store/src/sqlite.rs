@@ -1,0 +1,384 @@
+//! `SqliteStore`: the embedded order store, one SQLite file in WAL mode.
+//!
+//! It is the last guard of the order pipeline: orders are unique per
+//! `(campaign, user, n)`, a campaign's `sold` counter can never pass its
+//! stock (a guarded `UPDATE` plus a `CHECK` in the schema), and each batch
+//! commits together with the log position it came from, so a replay after a
+//! crash is absorbed instead of written twice.
+
+mod rows;
+#[cfg(test)]
+mod tests;
+
+use async_trait::async_trait;
+use engine::ports::{BatchReport, Checkpoint, LogRecord, OrderStore, StoreError};
+use engine::{Campaign, CampaignId, Control, Order, OrderId, OrderStatus};
+use rows::{db_err, get_u64, is_unique_violation, to_i64, OrderRow};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+use sqlx::{QueryBuilder, Sqlite, Transaction};
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Connections in the pool. SQLite has a single writer anyway; a few
+/// connections let operator reads proceed while the writer holds the lock.
+const POOL_CONNECTIONS_MAX: u32 = 4;
+/// How long a statement waits for another connection's write lock.
+const BUSY_TIMEOUT_MS: u64 = 5_000;
+/// How long a caller waits for a free pool connection before `Unavailable`.
+const ACQUIRE_TIMEOUT_MS: u64 = 5_000;
+/// Rows per multi-row `INSERT`: 7 bound values each keeps a statement far
+/// below SQLite's variable limit while still amortising the per-statement cost.
+const INSERT_CHUNK_ROWS: usize = 200;
+
+/// The order store on one SQLite file.
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens (creating if missing) the database at `path` and migrates it.
+    ///
+    /// `synchronous=FULL` makes every commit durable before it returns: the
+    /// writer's checkpoint lives in the same transaction as the orders, and a
+    /// commit that could be lost would let the log skip past them.
+    pub async fn open(path: &Path) -> Result<SqliteStore, StoreError> {
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(Duration::from_millis(BUSY_TIMEOUT_MS))
+            .foreign_keys(true);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(POOL_CONNECTIONS_MAX)
+            .acquire_timeout(Duration::from_millis(ACQUIRE_TIMEOUT_MS))
+            .connect_with(options)
+            .await
+            .map_err(|e| {
+                StoreError::Unavailable(format!("opening {}: {e}", path.display()))
+            })?;
+        sqlx::migrate!("./migrations/sqlite")
+            .run(&pool)
+            .await
+            .map_err(|e| {
+                StoreError::Unavailable(format!("migrating {}: {e}", path.display()))
+            })?;
+        Ok(SqliteStore { pool })
+    }
+
+    /// Closes every connection; later calls fail with `Unavailable`.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+/// Milliseconds since the Unix epoch, for `updated_at_ms`. This adapter may
+/// read the clock (the engine may not); a clock before 1970 reads as 0.
+fn wall_clock_ms() -> i64 {
+    let ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or(0);
+    i64::try_from(ms).unwrap_or(i64::MAX)
+}
+
+/// Per-campaign facts a batch is checked against, and what it inserted.
+#[derive(Debug)]
+struct Tally {
+    stock_total: u64,
+    sold: u64,
+    per_user_limit: u32,
+    inserted: u64,
+}
+
+#[async_trait]
+impl OrderStore for SqliteStore {
+    async fn insert_campaign(&self, c: &Campaign) -> Result<(), StoreError> {
+        let sql = format!(
+            "INSERT INTO campaigns ({}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            rows::CAMPAIGN_COLUMNS
+        );
+        let result = sqlx::query(&sql)
+            .bind(c.id.as_str())
+            .bind(&c.title)
+            .bind(to_i64(c.price_cents, "price_cents")?)
+            .bind(to_i64(c.stock_total, "stock_total")?)
+            .bind(to_i64(c.starts_at_ms, "starts_at_ms")?)
+            .bind(to_i64(c.ends_at_ms, "ends_at_ms")?)
+            .bind(i64::from(c.per_user_limit))
+            .bind(c.quiz)
+            .bind(i64::from(c.payment_window_s))
+            .bind(c.load_test)
+            .bind(c.control.as_str())
+            .execute(&self.pool)
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) if is_unique_violation(&e) => Err(StoreError::Conflict(format!(
+                "campaign {} already exists",
+                c.id
+            ))),
+            Err(e) => Err(db_err("inserting a campaign", e)),
+        }
+    }
+
+    async fn set_control(&self, id: &CampaignId, control: Control) -> Result<(), StoreError> {
+        let done = sqlx::query("UPDATE campaigns SET control = ? WHERE id = ?")
+            .bind(control.as_str())
+            .bind(id.as_str())
+            .execute(&self.pool)
+            .await
+            .map_err(|e| db_err("setting a campaign's control", e))?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound(format!("campaign {id}")));
+        }
+        Ok(())
+    }
+
+    async fn campaigns(&self) -> Result<Vec<Campaign>, StoreError> {
+        // rowid order is creation order, which is what an operator expects.
+        let sql = format!("SELECT {} FROM campaigns ORDER BY rowid", rows::CAMPAIGN_COLUMNS);
+        let found = sqlx::query(&sql)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| db_err("listing campaigns", e))?;
+        found.iter().map(rows::campaign_from_row).collect()
+    }
+
+    async fn write_batch(
+        &self,
+        records: &[LogRecord],
+        checkpoint: Option<Checkpoint<'_>>,
+    ) -> Result<BatchReport, StoreError> {
+        if records.is_empty() && checkpoint.is_none() {
+            return Ok(BatchReport::default());
+        }
+        // Convert before the transaction so an unstorable value fails cleanly.
+        let rows: Vec<OrderRow<'_>> = records
+            .iter()
+            .map(|r| match r {
+                LogRecord::Order(o) => OrderRow::new(o),
+            })
+            .collect::<Result<_, _>>()?;
+        let position = match checkpoint {
+            Some(cp) => Some((cp.source, to_i64(cp.position, "checkpoint position")?)),
+            None => None,
+        };
+        // IMMEDIATE takes the write lock up front: a deferred transaction that
+        // reads first and then writes can fail with SQLITE_BUSY without waiting.
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(|e| db_err("starting a batch", e))?;
+        match write_in_tx(&mut tx, &rows, position).await {
+            Ok(report) => {
+                tx.commit()
+                    .await
+                    .map_err(|e| db_err("committing a batch", e))?;
+                Ok(report)
+            }
+            Err(e) => {
+                if let Err(rb) = tx.rollback().await {
+                    // The connection is discarded or rolled back on drop anyway;
+                    // the error that matters to the caller is the first one.
+                    tracing::warn!(error = %rb, "rolling back a failed batch");
+                }
+                Err(e)
+            }
+        }
+    }
+
+    async fn checkpoint(&self, source: &str) -> Result<Option<u64>, StoreError> {
+        let row = sqlx::query("SELECT position FROM checkpoints WHERE source = ?")
+            .bind(source)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(|e| db_err("reading a checkpoint", e))?;
+        row.map(|r| get_u64(&r, "position")).transpose()
+    }
+
+    async fn order(&self, id: &OrderId) -> Result<Option<Order>, StoreError> {
+        let sql = format!("SELECT {} FROM orders WHERE order_id = ?", rows::ORDER_COLUMNS);
+        let row = sqlx::query(&sql)
+            .bind(id.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(|e| db_err("reading an order", e))?;
+        row.map(|r| rows::order_from_row(&r)).transpose()
+    }
+
+    async fn orders(&self, campaign: &CampaignId) -> Result<Vec<Order>, StoreError> {
+        let sql = format!(
+            "SELECT {} FROM orders WHERE campaign_id = ? ORDER BY created_at_ms, order_id",
+            rows::ORDER_COLUMNS
+        );
+        let found = sqlx::query(&sql)
+            .bind(campaign.as_str())
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| db_err("listing orders", e))?;
+        found.iter().map(rows::order_from_row).collect()
+    }
+
+    async fn count_by_status(
+        &self,
+        campaign: &CampaignId,
+    ) -> Result<Vec<(OrderStatus, u64)>, StoreError> {
+        let found = sqlx::query(
+            "SELECT status, COUNT(*) AS count FROM orders WHERE campaign_id = ? \
+             GROUP BY status ORDER BY status",
+        )
+        .bind(campaign.as_str())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| db_err("counting orders", e))?;
+        found
+            .iter()
+            .map(|r| {
+                let status: String =
+                    sqlx::Row::try_get(r, "status").map_err(|e| db_err("reading a row", e))?;
+                Ok((rows::parse_status(&status)?, get_u64(r, "count")?))
+            })
+            .collect()
+    }
+
+    async fn sold(&self, campaign: &CampaignId) -> Result<u64, StoreError> {
+        let row = sqlx::query("SELECT sold FROM campaigns WHERE id = ?")
+            .bind(campaign.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(|e| db_err("reading sold", e))?
+            .ok_or_else(|| StoreError::NotFound(format!("campaign {campaign}")))?;
+        get_u64(&row, "sold")
+    }
+}
+
+/// The body of `write_batch`; the caller commits on `Ok` and rolls back on `Err`.
+async fn write_in_tx(
+    tx: &mut Transaction<'static, Sqlite>,
+    rows: &[OrderRow<'_>],
+    checkpoint: Option<(&str, i64)>,
+) -> Result<BatchReport, StoreError> {
+    let mut tallies = load_tallies(tx, rows).await?;
+    let updated_at_ms = wall_clock_ms();
+    let status = OrderStatus::Confirmed.as_str();
+    let mut inserted_total = 0u64;
+    for chunk in rows.chunks(INSERT_CHUNK_ROWS) {
+        let mut qb: QueryBuilder<'_, Sqlite> = QueryBuilder::new(
+            "INSERT INTO orders (order_id, campaign_id, user_id, n, price_cents, \
+             created_at_ms, pay_by_ms, status, updated_at_ms) ",
+        );
+        qb.push_values(chunk, |mut b, r| {
+            b.push_bind(r.order_id)
+                .push_bind(r.campaign_id)
+                .push_bind(r.user_id)
+                .push_bind(i64::from(r.n))
+                .push_bind(r.price_cents)
+                .push_bind(r.created_at_ms)
+                .push_bind(r.pay_by_ms)
+                .push_bind(status)
+                .push_bind(updated_at_ms);
+        });
+        // DO NOTHING skips rows that hit either unique key, including a
+        // duplicate earlier in the same statement; RETURNING lists only the
+        // rows really inserted, which is how we count them per campaign.
+        qb.push(" ON CONFLICT DO NOTHING RETURNING campaign_id");
+        let inserted = qb
+            .build()
+            .fetch_all(&mut **tx)
+            .await
+            .map_err(|e| db_err("inserting orders", e))?;
+        for row in &inserted {
+            let campaign: String =
+                sqlx::Row::try_get(row, 0).map_err(|e| db_err("reading a row", e))?;
+            let tally = tallies.get_mut(campaign.as_str()).ok_or_else(|| {
+                StoreError::Invariant(format!("insert returned unexpected campaign {campaign}"))
+            })?;
+            tally.inserted += 1;
+            inserted_total += 1;
+        }
+    }
+    for (campaign, t) in tallies.iter().filter(|(_, t)| t.inserted > 0) {
+        let add = to_i64(t.inserted, "inserted orders")?;
+        let done = sqlx::query(
+            "UPDATE campaigns SET sold = sold + ?1 WHERE id = ?2 AND sold + ?1 <= stock_total",
+        )
+        .bind(add)
+        .bind(*campaign)
+        .execute(&mut **tx)
+        .await
+        .map_err(|e| db_err("raising sold", e))?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::Invariant(format!(
+                "campaign {campaign}: {} new orders on top of {} sold would pass the stock of {}",
+                t.inserted, t.sold, t.stock_total
+            )));
+        }
+    }
+    if let Some((source, position)) = checkpoint {
+        // Last writer wins rather than max(): moving a checkpoint backwards
+        // can only cause a replay, which is absorbed, while refusing to move
+        // it could skip records of a log that was recreated.
+        sqlx::query(
+            "INSERT INTO checkpoints (source, position) VALUES (?, ?) \
+             ON CONFLICT (source) DO UPDATE SET position = excluded.position",
+        )
+        .bind(source)
+        .bind(position)
+        .execute(&mut **tx)
+        .await
+        .map_err(|e| db_err("saving the checkpoint", e))?;
+    }
+    let total = u64::try_from(rows.len()).unwrap_or(u64::MAX);
+    Ok(BatchReport {
+        inserted: inserted_total,
+        duplicates: total.saturating_sub(inserted_total),
+    })
+}
+
+/// Loads every campaign the batch touches and checks each record against it:
+/// an unknown campaign or an `n` past the per-user limit is refused whole.
+async fn load_tallies<'r>(
+    tx: &mut Transaction<'static, Sqlite>,
+    rows: &[OrderRow<'r>],
+) -> Result<BTreeMap<&'r str, Tally>, StoreError> {
+    let mut tallies: BTreeMap<&'r str, Tally> = BTreeMap::new();
+    for r in rows {
+        if !tallies.contains_key(r.campaign_id) {
+            let row = sqlx::query(
+                "SELECT stock_total, sold, per_user_limit FROM campaigns WHERE id = ?",
+            )
+            .bind(r.campaign_id)
+            .fetch_optional(&mut **tx)
+            .await
+            .map_err(|e| db_err("reading a campaign", e))?
+            .ok_or_else(|| {
+                StoreError::Invariant(format!(
+                    "order {} names unknown campaign {}",
+                    r.order_id, r.campaign_id
+                ))
+            })?;
+            let limit = get_u64(&row, "per_user_limit")?;
+            let tally = Tally {
+                stock_total: get_u64(&row, "stock_total")?,
+                sold: get_u64(&row, "sold")?,
+                per_user_limit: u32::try_from(limit).unwrap_or(u32::MAX),
+                inserted: 0,
+            };
+            tallies.insert(r.campaign_id, tally);
+        }
+        let limit = tallies.get(r.campaign_id).map_or(0, |t| t.per_user_limit);
+        if r.n == 0 || r.n > limit {
+            return Err(StoreError::Invariant(format!(
+                "order {} is unit {} of a user in campaign {}, whose limit is {limit}",
+                r.order_id, r.n, r.campaign_id
+            )));
+        }
+    }
+    Ok(tallies)
+}
