@@ -55,6 +55,9 @@ pub struct Embedded {
     /// The operator credential in force (printed at start-up when generated).
     pub admin_token: String,
     file_log: Arc<FileLog>,
+    /// Held for the process's life: two processes appending to one order
+    /// log would interleave records and break replay.
+    _dir_lock: std::fs::File,
     writer_stop: tokio::sync::oneshot::Sender<()>,
     writer: tokio::task::JoinHandle<()>,
 }
@@ -65,6 +68,7 @@ impl Embedded {
     pub async fn open(cfg: &ServeConfig) -> anyhow::Result<Self> {
         std::fs::create_dir_all(&cfg.data_dir)
             .with_context(|| format!("creating data directory {}", cfg.data_dir.display()))?;
+        let dir_lock = lock_data_dir(&cfg.data_dir)?;
         let store: Arc<dyn OrderStore> = Arc::new(
             SqliteStore::open(&cfg.data_dir.join("orders.db"))
                 .await
@@ -160,6 +164,7 @@ impl Embedded {
             app,
             admin_token,
             file_log,
+            _dir_lock: dir_lock,
             writer_stop,
             writer,
         };
@@ -205,6 +210,28 @@ impl Embedded {
         let _ = self.writer_stop.send(());
         if let Err(e) = self.writer.await {
             tracing::error!(error = %e, "order writer task");
+        }
+    }
+}
+
+/// Takes the data directory's exclusive lock (released by the OS on exit,
+/// including `kill -9`).
+fn lock_data_dir(dir: &Path) -> anyhow::Result<std::fs::File> {
+    let path = dir.join("LOCK");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => bail!(
+            "data directory {} is in use by another seckill process",
+            dir.display()
+        ),
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(e).with_context(|| format!("locking {}", path.display()))
         }
     }
 }

@@ -44,6 +44,12 @@ struct ServeArgs {
     /// Most open connections.
     #[arg(long, env = "SECKILL_CONNECTIONS_MAX", default_value_t = Limits::default().connections_max)]
     connections_max: usize,
+    /// Time a client has to send a request's headers, in milliseconds.
+    #[arg(long, env = "SECKILL_HEADER_READ_TIMEOUT_MS", default_value_t = Limits::default().header_read_timeout_ms)]
+    header_read_timeout_ms: u64,
+    /// Largest grab request body, in bytes.
+    #[arg(long, env = "SECKILL_BODY_BYTES_MAX", default_value_t = Limits::default().body_bytes_max)]
+    body_bytes_max: usize,
     /// Most grabs in flight before shedding with 503 overloaded.
     #[arg(long, env = "SECKILL_GRABS_INFLIGHT_MAX", default_value_t = Limits::default().grabs_inflight_max)]
     grabs_inflight_max: usize,
@@ -75,6 +81,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         limits: Limits {
             connections_max: args.connections_max,
             grabs_inflight_max: args.grabs_inflight_max,
+            header_read_timeout_ms: args.header_read_timeout_ms,
+            body_bytes_max: args.body_bytes_max,
             ..Limits::default()
         },
         writer: WriterConfig {

@@ -186,3 +186,36 @@ async fn sigterm_drains_every_acknowledged_order_into_the_store() {
     }
     assert!(rows.len() >= acked.len());
 }
+
+/// Two processes must never append to one order log: the second is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn second_process_on_the_same_data_dir_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let first = Server::start(&data, &[]);
+    let mut second = std::process::Command::new(env!("CARGO_BIN_EXE_seckill"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--no-demo", "--data-dir"])
+        .arg(&data)
+        .env("SECKILL_JWT_SECRET", common::JWT_SECRET)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let status = loop {
+        if let Some(s) = second.try_wait().expect("wait") {
+            break s;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = second.kill();
+            panic!("the second process kept running on a locked data directory");
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    assert!(!status.success());
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut second.stderr.take().expect("stderr"), &mut err)
+        .expect("stderr");
+    assert!(err.contains("in use by another seckill process"), "stderr: {err}");
+    assert_eq!(first.get("/healthz", None).await.status, 200);
+}

@@ -155,7 +155,10 @@ mod tests {
         // In any window of one second at most one burst plus one second of refill.
         for start in 0..=taken_per_ms.len() - 1_000 {
             let window: u64 = taken_per_ms[start..start + 1_000].iter().sum();
-            assert!(window <= rate + burst as u64, "window at {start} ms: {window}");
+            assert!(
+                window <= rate + burst as u64,
+                "window at {start} ms: {window}"
+            );
         }
         // Over the run the greedy taker gets the full rate, not less.
         let total: u64 = taken_per_ms.iter().sum();

@@ -58,15 +58,11 @@ impl SqliteStore {
             .acquire_timeout(Duration::from_millis(ACQUIRE_TIMEOUT_MS))
             .connect_with(options)
             .await
-            .map_err(|e| {
-                StoreError::Unavailable(format!("opening {}: {e}", path.display()))
-            })?;
+            .map_err(|e| StoreError::Unavailable(format!("opening {}: {e}", path.display())))?;
         sqlx::migrate!("./migrations/sqlite")
             .run(&pool)
             .await
-            .map_err(|e| {
-                StoreError::Unavailable(format!("migrating {}: {e}", path.display()))
-            })?;
+            .map_err(|e| StoreError::Unavailable(format!("migrating {}: {e}", path.display())))?;
         Ok(SqliteStore { pool })
     }
 
@@ -141,7 +137,10 @@ impl OrderStore for SqliteStore {
 
     async fn campaigns(&self) -> Result<Vec<Campaign>, StoreError> {
         // rowid order is creation order, which is what an operator expects.
-        let sql = format!("SELECT {} FROM campaigns ORDER BY rowid", rows::CAMPAIGN_COLUMNS);
+        let sql = format!(
+            "SELECT {} FROM campaigns ORDER BY rowid",
+            rows::CAMPAIGN_COLUMNS
+        );
         let found = sqlx::query(&sql)
             .fetch_all(&self.pool)
             .await
@@ -203,7 +202,10 @@ impl OrderStore for SqliteStore {
     }
 
     async fn order(&self, id: &OrderId) -> Result<Option<Order>, StoreError> {
-        let sql = format!("SELECT {} FROM orders WHERE order_id = ?", rows::ORDER_COLUMNS);
+        let sql = format!(
+            "SELECT {} FROM orders WHERE order_id = ?",
+            rows::ORDER_COLUMNS
+        );
         let row = sqlx::query(&sql)
             .bind(id.as_str())
             .fetch_optional(&self.pool)
@@ -350,19 +352,18 @@ async fn load_tallies<'r>(
     let mut tallies: BTreeMap<&'r str, Tally> = BTreeMap::new();
     for r in rows {
         if !tallies.contains_key(r.campaign_id) {
-            let row = sqlx::query(
-                "SELECT stock_total, sold, per_user_limit FROM campaigns WHERE id = ?",
-            )
-            .bind(r.campaign_id)
-            .fetch_optional(&mut **tx)
-            .await
-            .map_err(|e| db_err("reading a campaign", e))?
-            .ok_or_else(|| {
-                StoreError::Invariant(format!(
-                    "order {} names unknown campaign {}",
-                    r.order_id, r.campaign_id
-                ))
-            })?;
+            let row =
+                sqlx::query("SELECT stock_total, sold, per_user_limit FROM campaigns WHERE id = ?")
+                    .bind(r.campaign_id)
+                    .fetch_optional(&mut **tx)
+                    .await
+                    .map_err(|e| db_err("reading a campaign", e))?
+                    .ok_or_else(|| {
+                        StoreError::Invariant(format!(
+                            "order {} names unknown campaign {}",
+                            r.order_id, r.campaign_id
+                        ))
+                    })?;
             let limit = get_u64(&row, "per_user_limit")?;
             let tally = Tally {
                 stock_total: get_u64(&row, "stock_total")?,

@@ -205,7 +205,13 @@ impl FileWriter {
                 || (stopping && !batch.records.is_empty());
             if due {
                 let flow = self
-                    .flush(&mut batch, &mut pacer, &mut stats, shutdown.as_mut(), stopping)
+                    .flush(
+                        &mut batch,
+                        &mut pacer,
+                        &mut stats,
+                        shutdown.as_mut(),
+                        stopping,
+                    )
                     .await?;
                 match flow {
                     Flow::Continue => continue,
@@ -213,7 +219,11 @@ impl FileWriter {
                 }
             }
             if stopping && caught_up {
-                tracing::info!(?stats, position = batch.end, "order writer drained and stopped");
+                tracing::info!(
+                    ?stats,
+                    position = batch.end,
+                    "order writer drained and stopped"
+                );
                 return Ok(stats);
             }
             // Only a partial batch or an empty one reaches here: wait for the
@@ -254,7 +264,11 @@ impl FileWriter {
                 source: FILE_LOG_SOURCE,
                 position: batch.end,
             };
-            match self.store.write_batch(&batch.records, Some(checkpoint)).await {
+            match self
+                .store
+                .write_batch(&batch.records, Some(checkpoint))
+                .await
+            {
                 Ok(report) => {
                     stats.batches += 1;
                     stats.rows += u64::try_from(rows).unwrap_or(u64::MAX);

@@ -23,10 +23,9 @@ pub async fn create(app: &App, headers: &http::HeaderMap, body: &[u8]) -> Result
     let id = campaign.id.clone();
     create_campaign(app, campaign).await?;
     let live = super::campaign(app, id.as_str())?;
-    Ok(web::json(
-        StatusCode::CREATED,
-        &super::campaign_view(app, &live, now_ms()).await,
-    ))
+    let mut view = super::campaign_view(app, &live, now_ms()).await;
+    view["control"] = serde_json::json!(live.get().control);
+    Ok(web::json(StatusCode::CREATED, &view))
 }
 
 /// Makes a campaign durable, loads its stock, then makes it visible, in
@@ -203,8 +202,19 @@ pub fn tokens(app: &App, headers: &http::HeaderMap, body: &[u8]) -> Result<Resp,
 /// Winners export: JSON by default, CSV with `?format=csv`.
 pub async fn orders(app: &App, id: &str, query: Option<&str>) -> Result<Resp, ApiError> {
     let live = super::campaign(app, id)?;
+    let format = query
+        .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("format=")))
+        .unwrap_or("json");
+    let csv = match format {
+        "csv" => true,
+        "json" => false,
+        other => {
+            return Err(ApiError::bad_request(format!(
+                "format must be csv or json, not {other:?}"
+            )))
+        }
+    };
     let orders = app.store.orders(&live.get().id).await.map_err(store_failed)?;
-    let csv = query.is_some_and(|q| q.split('&').any(|kv| kv == "format=csv"));
     if csv {
         let mut out = String::from("order_id,campaign_id,user_id,n,price_cents,status,created_at_ms,pay_by_ms\n");
         for o in &orders {

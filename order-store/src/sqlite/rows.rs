@@ -52,7 +52,9 @@ fn bad_value(column: &str, detail: impl Display) -> StoreError {
 /// Converts a `u64` for storage; values past `i64::MAX` are refused.
 pub(crate) fn to_i64(value: u64, what: &str) -> Result<i64, StoreError> {
     i64::try_from(value).map_err(|_| {
-        StoreError::Invariant(format!("{what} = {value} does not fit a signed 64-bit column"))
+        StoreError::Invariant(format!(
+            "{what} = {value} does not fit a signed 64-bit column"
+        ))
     })
 }
 

@@ -30,7 +30,12 @@ fn campaign(id: &str, stock_total: u64) -> Result<Campaign, Box<dyn std::error::
 }
 
 fn order(c: &Campaign, user: &str) -> Result<LogRecord, Box<dyn std::error::Error>> {
-    Ok(LogRecord::Order(OrderRecord::new(c, UserId::parse(user)?, 1, 1_500)))
+    Ok(LogRecord::Order(OrderRecord::new(
+        c,
+        UserId::parse(user)?,
+        1,
+        1_500,
+    )))
 }
 
 fn orders(c: &Campaign, users: std::ops::Range<u32>) -> Vec<LogRecord> {
@@ -110,7 +115,10 @@ async fn set_control_updates_or_reports_not_found() -> TestResult {
         store.set_control(&missing, Control::Stopped).await,
         Err(StoreError::NotFound(_))
     ));
-    assert!(matches!(store.sold(&missing).await, Err(StoreError::NotFound(_))));
+    assert!(matches!(
+        store.sold(&missing).await,
+        Err(StoreError::NotFound(_))
+    ));
     Ok(())
 }
 
@@ -121,14 +129,32 @@ async fn write_batch_is_idempotent() -> TestResult {
     store.insert_campaign(&c).await?;
     let batch = orders(&c, 0..10);
     let first = store.write_batch(&batch, None).await?;
-    assert_eq!(first, BatchReport { inserted: 10, duplicates: 0 });
+    assert_eq!(
+        first,
+        BatchReport {
+            inserted: 10,
+            duplicates: 0
+        }
+    );
     let second = store.write_batch(&batch, None).await?;
-    assert_eq!(second, BatchReport { inserted: 0, duplicates: 10 });
+    assert_eq!(
+        second,
+        BatchReport {
+            inserted: 0,
+            duplicates: 10
+        }
+    );
     // A duplicate inside one batch is absorbed the same way.
     let mut mixed = orders(&c, 9..12);
     mixed.extend(orders(&c, 11..12));
     let third = store.write_batch(&mixed, None).await?;
-    assert_eq!(third, BatchReport { inserted: 2, duplicates: 2 });
+    assert_eq!(
+        third,
+        BatchReport {
+            inserted: 2,
+            duplicates: 2
+        }
+    );
     assert_eq!(store.sold(&c.id).await?, 12);
     assert_eq!(row_count(&store).await?, 12);
     Ok(())
@@ -168,7 +194,12 @@ async fn sold_guard_refuses_the_unit_past_the_stock() -> TestResult {
     let (_dir, store) = open().await?;
     let c = campaign("c1", 3)?;
     store.insert_campaign(&c).await?;
-    let cp = |position| Some(Checkpoint { source: "log", position });
+    let cp = |position| {
+        Some(Checkpoint {
+            source: "log",
+            position,
+        })
+    };
     store.write_batch(&orders(&c, 0..2), cp(10)).await?;
     store.write_batch(&orders(&c, 2..3), cp(20)).await?;
     // One more distinct order, next to a duplicate that alone would be fine.
@@ -222,7 +253,10 @@ async fn values_past_i64_are_refused_not_wrapped() -> TestResult {
     rec.pay_by_ms = u64::MAX;
     let err = store.write_batch(&[LogRecord::Order(rec)], None).await;
     assert!(matches!(err, Err(StoreError::Invariant(_))), "{err:?}");
-    let cp = Some(Checkpoint { source: "log", position: u64::MAX });
+    let cp = Some(Checkpoint {
+        source: "log",
+        position: u64::MAX,
+    });
     assert!(store.write_batch(&[], cp).await.is_err());
     Ok(())
 }
@@ -233,14 +267,20 @@ async fn checkpoint_commits_with_its_batch() -> TestResult {
     let c = campaign("c1", 1_000)?;
     store.insert_campaign(&c).await?;
     assert_eq!(store.checkpoint("log").await?, None);
-    let cp = Some(Checkpoint { source: "log", position: 4_096 });
+    let cp = Some(Checkpoint {
+        source: "log",
+        position: 4_096,
+    });
     store.write_batch(&orders(&c, 0..5), cp).await?;
     assert_eq!(store.checkpoint("log").await?, Some(4_096));
     assert_eq!(store.checkpoint("other").await?, None);
     // A failing batch (unknown campaign) must not move the checkpoint.
     let mut bad = orders(&c, 5..10);
     bad.extend(orders(&campaign("ghost", 1)?, 0..1));
-    let cp = Some(Checkpoint { source: "log", position: 8_192 });
+    let cp = Some(Checkpoint {
+        source: "log",
+        position: 8_192,
+    });
     assert!(store.write_batch(&bad, cp).await.is_err());
     assert_eq!(store.checkpoint("log").await?, Some(4_096));
     assert_eq!(row_count(&store).await?, 5);
