@@ -217,13 +217,49 @@ pub(crate) mod tests {
     fn invalid_specs_name_the_field() {
         let fid = || CampaignId::parse("x").unwrap();
         let cases: Vec<(CampaignSpec, SpecError)> = vec![
-            (CampaignSpec { title: " ".into(), ..spec() }, SpecError::Title),
+            (
+                CampaignSpec {
+                    title: " ".into(),
+                    ..spec()
+                },
+                SpecError::Title,
+            ),
             (CampaignSpec { stock: 0, ..spec() }, SpecError::Stock),
-            (CampaignSpec { stock: STOCK_MAX + 1, ..spec() }, SpecError::Stock),
-            (CampaignSpec { ends_at_ms: 1_000, ..spec() }, SpecError::Window),
-            (CampaignSpec { per_user_limit: Some(0), ..spec() }, SpecError::PerUserLimit),
-            (CampaignSpec { payment_window_s: Some(0), ..spec() }, SpecError::PaymentWindow),
-            (CampaignSpec { quiz: Some(true), ..spec() }, SpecError::QuizUnsupported),
+            (
+                CampaignSpec {
+                    stock: STOCK_MAX + 1,
+                    ..spec()
+                },
+                SpecError::Stock,
+            ),
+            (
+                CampaignSpec {
+                    ends_at_ms: 1_000,
+                    ..spec()
+                },
+                SpecError::Window,
+            ),
+            (
+                CampaignSpec {
+                    per_user_limit: Some(0),
+                    ..spec()
+                },
+                SpecError::PerUserLimit,
+            ),
+            (
+                CampaignSpec {
+                    payment_window_s: Some(0),
+                    ..spec()
+                },
+                SpecError::PaymentWindow,
+            ),
+            (
+                CampaignSpec {
+                    quiz: Some(true),
+                    ..spec()
+                },
+                SpecError::QuizUnsupported,
+            ),
         ];
         for (s, want) in cases {
             assert_eq!(s.validate(fid()).unwrap_err(), want);

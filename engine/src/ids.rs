@@ -98,9 +98,13 @@ string_id!(
 
 impl CampaignId {
     pub fn parse(s: &str) -> Result<Self, IdError> {
-        check(s, "campaign id", CAMPAIGN_ID_LEN_MAX, "[A-Za-z0-9_-]", |c| {
-            c.is_ascii_alphanumeric() || c == '_' || c == '-'
-        })?;
+        check(
+            s,
+            "campaign id",
+            CAMPAIGN_ID_LEN_MAX,
+            "[A-Za-z0-9_-]",
+            |c| c.is_ascii_alphanumeric() || c == '_' || c == '-',
+        )?;
         Ok(Self(s.into()))
     }
 }
@@ -116,9 +120,13 @@ impl UserId {
 
 impl OrderId {
     pub fn parse(s: &str) -> Result<Self, IdError> {
-        check(s, "order id", ORDER_ID_LEN, "[0-9a-f]", |c| {
-            matches!(c, '0'..='9' | 'a'..='f')
-        })?;
+        check(
+            s,
+            "order id",
+            ORDER_ID_LEN,
+            "[0-9a-f]",
+            |c| matches!(c, '0'..='9' | 'a'..='f'),
+        )?;
         if s.len() != ORDER_ID_LEN {
             return Err(IdError::BadChar {
                 kind: "order id",

@@ -15,7 +15,9 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Reservation {
     /// One unit is held for the user; this is their `n`-th unit.
-    Reserved { n: u32 },
+    Reserved {
+        n: u32,
+    },
     /// The user already holds their limit of units.
     AlreadyBought,
     SoldOut,

@@ -81,7 +81,8 @@ impl Embedded {
             .context("opening the order log")?;
         let file_log = Arc::new(file_log);
         let (jwt_secret, admin_token) = secrets(cfg)?;
-        let auth = Auth::new(jwt_secret.as_bytes(), admin_token.clone()).map_err(anyhow::Error::msg)?;
+        let auth =
+            Auth::new(jwt_secret.as_bytes(), admin_token.clone()).map_err(anyhow::Error::msg)?;
         let app = Arc::new(App {
             auth,
             registry: Registry::default(),
@@ -135,11 +136,16 @@ impl Embedded {
                 .with_context(|| format!("restoring the ledger of {}", c.id))?;
         }
 
-        let reader = file_log.reader(checkpoint).context("opening a log reader")?;
+        let reader = file_log
+            .reader(checkpoint)
+            .context("opening a log reader")?;
         let writer_app = Arc::clone(&app);
-        let on_commit: Arc<dyn Fn(&[LogRecord]) + Send + Sync> = Arc::new(move |batch| {
+        let on_commit: order_store::OnCommit = Arc::new(move |batch| {
             for LogRecord::Order(o) in batch {
-                if writer_app.orders.advance(&o.order_id, OrderStatus::Confirmed) {
+                if writer_app
+                    .orders
+                    .advance(&o.order_id, OrderStatus::Confirmed)
+                {
                     if let Some(live) = writer_app.registry.get(&o.campaign_id) {
                         live.counters.persisted.fetch_add(1, Ordering::Relaxed);
                     }

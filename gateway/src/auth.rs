@@ -94,12 +94,10 @@ impl Auth {
             exp: iat + ttl_s,
             iat,
         };
-        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding).map_err(
-            |e| {
-                tracing::error!(error = %e, "signing a buyer token failed");
-                ApiError::internal()
-            },
-        )
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding).map_err(|e| {
+            tracing::error!(error = %e, "signing a buyer token failed");
+            ApiError::internal()
+        })
     }
 }
 
@@ -149,11 +147,15 @@ mod tests {
         let a = auth();
         let u = UserId::parse("alice").unwrap();
         // alg: none, hand-built.
-        let none = "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.eyJzdWIiOiJhbGljZSIsImV4cCI6OTk5OTk5OTk5OX0.";
-        let other = Auth::new(b"another-secret-another-secret-xx", "admin-token-123456".into())
-            .unwrap()
-            .issue(&u, now_ms(), 60)
-            .unwrap();
+        let none =
+            "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.eyJzdWIiOiJhbGljZSIsImV4cCI6OTk5OTk5OTk5OX0.";
+        let other = Auth::new(
+            b"another-secret-another-secret-xx",
+            "admin-token-123456".into(),
+        )
+        .unwrap()
+        .issue(&u, now_ms(), 60)
+        .unwrap();
         let expired = a.issue(&u, now_ms() - 3_600_000, 60).unwrap();
         for bad in [none, other.as_str(), expired.as_str(), "x.y.z", ""] {
             let h = format!("Bearer {bad}");

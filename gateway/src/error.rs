@@ -114,11 +114,7 @@ impl From<Rejection> for ApiError {
                 "the server is shedding load; try again shortly",
             ),
         };
-        let err = ApiError::new(
-            status.unwrap_or(StatusCode::BAD_REQUEST),
-            r.code(),
-            message,
-        );
+        let err = ApiError::new(status.unwrap_or(StatusCode::BAD_REQUEST), r.code(), message);
         match r {
             Rejection::RateLimited | Rejection::Overloaded => err.retry_after(1),
             _ => err,
@@ -146,7 +142,10 @@ mod tests {
             assert_eq!(e.status.as_u16(), status, "{r:?}");
             assert_eq!(e.code, r.code());
         }
-        assert_eq!(ApiError::from(Rejection::RateLimited).retry_after_s, Some(1));
+        assert_eq!(
+            ApiError::from(Rejection::RateLimited).retry_after_s,
+            Some(1)
+        );
     }
 
     #[test]

@@ -100,7 +100,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .with_context(|| format!("binding {}", cfg.listen))?;
     let addr = listener.local_addr()?;
     announce(&embedded, addr, &cfg)?;
-    gateway::server::run(listener, std::sync::Arc::clone(&embedded.app), shutdown_signal()).await;
+    gateway::server::run(
+        listener,
+        std::sync::Arc::clone(&embedded.app),
+        shutdown_signal(),
+    )
+    .await;
     embedded.shutdown().await;
     println!("seckill stopped cleanly");
     Ok(())
@@ -115,7 +120,11 @@ fn announce(embedded: &Embedded, addr: SocketAddr, cfg: &ServeConfig) -> anyhow:
     writeln!(out, "seckill listening on http://{addr}")?;
     writeln!(out, "data directory: {}", cfg.data_dir.display())?;
     if app.admin_token_generated {
-        writeln!(out, "admin token (generated; set SECKILL_ADMIN_TOKEN to choose one): {}", embedded.admin_token)?;
+        writeln!(
+            out,
+            "admin token (generated; set SECKILL_ADMIN_TOKEN to choose one): {}",
+            embedded.admin_token
+        )?;
     }
     if cfg.demo {
         let user = engine::UserId::parse("demo-buyer")?;

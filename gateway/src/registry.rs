@@ -74,13 +74,15 @@ impl Registry {
             return false;
         }
         let mut inserted = false;
-        self.campaigns.entry(campaign.id.clone()).or_insert_with(|| {
-            inserted = true;
-            Arc::new(LiveCampaign {
-                campaign: RwLock::new(Arc::new(campaign)),
-                counters: Counters::default(),
-            })
-        });
+        self.campaigns
+            .entry(campaign.id.clone())
+            .or_insert_with(|| {
+                inserted = true;
+                Arc::new(LiveCampaign {
+                    campaign: RwLock::new(Arc::new(campaign)),
+                    counters: Counters::default(),
+                })
+            });
         inserted
     }
 
@@ -94,7 +96,11 @@ impl Registry {
 
     /// Every campaign, ordered by start time then id.
     pub fn all(&self) -> Vec<Arc<LiveCampaign>> {
-        let mut v: Vec<_> = self.campaigns.iter().map(|e| Arc::clone(e.value())).collect();
+        let mut v: Vec<_> = self
+            .campaigns
+            .iter()
+            .map(|e| Arc::clone(e.value()))
+            .collect();
         v.sort_by_cached_key(|c| {
             let c = c.get();
             (c.starts_at_ms, c.id.clone())

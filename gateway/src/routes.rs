@@ -5,8 +5,8 @@
 use crate::app::App;
 use crate::error::ApiError;
 use crate::handlers::{admin, buyer, service};
-use crate::web::{self, Resp};
 use crate::pages;
+use crate::web::{self, Resp};
 use http::header::AUTHORIZATION;
 use http::Method;
 use hyper::body::Incoming;
@@ -14,7 +14,10 @@ use hyper::Request;
 use std::sync::Arc;
 
 /// Handles one request; never fails (errors become responses).
-pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Resp, std::convert::Infallible> {
+pub async fn handle(
+    app: Arc<App>,
+    req: Request<Incoming>,
+) -> Result<Resp, std::convert::Infallible> {
     let resp = match route(&app, req).await {
         Ok(r) => r,
         Err(e) => web::error(&e),
@@ -40,11 +43,16 @@ async fn route(app: &Arc<App>, req: Request<Incoming>) -> Result<Resp, ApiError>
         ["admin", "v1", ..] => admin_route(app, req, &segs[2..], &method).await,
         ["items", file] if get => pages::item(app, file),
         ["static", file] if get => pages::asset(file),
-        ["healthz"] | ["readyz"] | ["metrics"] | ["openapi.json"] | ["api", "v1", "time"]
-        | ["api", "v1", "campaigns", _] | ["api", "v1", "campaigns", _, "grab"]
-        | ["api", "v1", "orders", _] | ["items", _] | ["static", _] => {
-            Err(ApiError::method_not_allowed())
-        }
+        ["healthz"]
+        | ["readyz"]
+        | ["metrics"]
+        | ["openapi.json"]
+        | ["api", "v1", "time"]
+        | ["api", "v1", "campaigns", _]
+        | ["api", "v1", "campaigns", _, "grab"]
+        | ["api", "v1", "orders", _]
+        | ["items", _]
+        | ["static", _] => Err(ApiError::method_not_allowed()),
         _ => Err(ApiError::not_found("not_found", "no such endpoint")),
     }
 }

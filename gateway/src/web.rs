@@ -105,5 +105,6 @@ pub fn parse_json<T: DeserializeOwned>(
         }
         body
     };
-    serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
 }

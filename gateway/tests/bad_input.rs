@@ -25,7 +25,11 @@ fn b64(s: &str) -> String {
     let bytes = s.as_bytes();
     let mut out = String::new();
     for chunk in bytes.chunks(3) {
-        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
         let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
         for i in 0..=chunk.len() {
             out.push(T[((n >> (18 - 6 * i)) & 63) as usize] as char);
@@ -50,20 +54,32 @@ async fn bad_input_gets_contract_errors_and_server_stays_healthy() {
     let dir = tempfile::tempdir().expect("tempdir");
     let server = Server::start(&dir.path().join("data"), &[]);
     let now = now_ms();
-    server.create_campaign(json!({ "id": "live", "stock": 5 })).await;
+    server
+        .create_campaign(json!({ "id": "live", "stock": 5 }))
+        .await;
     server
         .create_campaign(json!({ "id": "later", "starts_at_ms": now + 3_600_000, "ends_at_ms": now + 7_200_000 }))
         .await;
     server
-        .create_campaign(json!({ "id": "over", "starts_at_ms": now - 7_200_000, "ends_at_ms": now - 3_600_000 }))
+        .create_campaign(
+            json!({ "id": "over", "starts_at_ms": now - 7_200_000, "ends_at_ms": now - 3_600_000 }),
+        )
         .await;
-    server.create_campaign(json!({ "id": "held", "stock": 5 })).await;
-    let r = server.admin_post("/admin/v1/campaigns/held/pause", &json!({})).await;
+    server
+        .create_campaign(json!({ "id": "held", "stock": 5 }))
+        .await;
+    let r = server
+        .admin_post("/admin/v1/campaigns/held/pause", &json!({}))
+        .await;
     assert_eq!(r.status, 200);
 
     let good = jwt(JWT_SECRET, "alice", now / 1000 + 600);
     let expired = jwt(JWT_SECRET, "alice", now / 1000 - 3_600);
-    let wrong_key = jwt("some-other-secret-some-other-secret-00", "alice", now / 1000 + 600);
+    let wrong_key = jwt(
+        "some-other-secret-some-other-secret-00",
+        "alice",
+        now / 1000 + 600,
+    );
     let none_alg = format!(
         "{}.{}.",
         b64(r#"{"alg":"none","typ":"JWT"}"#),
@@ -71,52 +87,320 @@ async fn bad_input_gets_contract_errors_and_server_stays_healthy() {
     );
     let hs512 = {
         let claims = json!({ "sub": "alice", "exp": now / 1000 + 600 });
-        encode(&Header::new(Algorithm::HS512), &claims, &EncodingKey::from_secret(JWT_SECRET.as_bytes()))
-            .expect("sign")
+        encode(
+            &Header::new(Algorithm::HS512),
+            &claims,
+            &EncodingKey::from_secret(JWT_SECRET.as_bytes()),
+        )
+        .expect("sign")
     };
     let bad_sub = jwt(JWT_SECRET, "has space", now / 1000 + 600);
     let grab = |c: &str| format!("/api/v1/campaigns/{c}/grab");
     let json_ct = Some("application/json");
-    let case = |name, method, path: String, token: Option<&str>, ct, body: &'static str, status, code| Case {
-        name,
-        method,
-        path,
-        token: token.map(str::to_string),
-        content_type: ct,
-        body: Bytes::from_static(body.as_bytes()),
-        status,
-        code,
-    };
+    let case =
+        |name, method, path: String, token: Option<&str>, ct, body: &'static str, status, code| {
+            Case {
+                name,
+                method,
+                path,
+                token: token.map(str::to_string),
+                content_type: ct,
+                body: Bytes::from_static(body.as_bytes()),
+                status,
+                code,
+            }
+        };
     let mut cases = vec![
-        case("malformed json", "POST", grab("live"), Some(&good), json_ct, "{not json", 400, "bad_request"),
-        case("json not an object", "POST", grab("live"), Some(&good), json_ct, "[1,2]", 400, "bad_request"),
-        case("wrong content type", "POST", grab("live"), Some(&good), Some("text/plain"), "{}", 400, "bad_request"),
-        case("unknown campaign", "POST", grab("nope"), Some(&good), json_ct, "{}", 404, "campaign_not_found"),
-        case("invalid campaign id", "POST", grab("bad%20id"), Some(&good), json_ct, "{}", 404, "campaign_not_found"),
-        case("missing token", "POST", grab("live"), None, json_ct, "{}", 401, "unauthorized"),
-        case("expired token", "POST", grab("live"), Some(&expired), json_ct, "{}", 401, "unauthorized"),
-        case("forged: wrong key", "POST", grab("live"), Some(&wrong_key), json_ct, "{}", 401, "unauthorized"),
-        case("forged: alg none", "POST", grab("live"), Some(&none_alg), json_ct, "{}", 401, "unauthorized"),
-        case("forged: other alg", "POST", grab("live"), Some(&hs512), json_ct, "{}", 401, "unauthorized"),
-        case("garbage token", "POST", grab("live"), Some("a.b.c"), json_ct, "{}", 401, "unauthorized"),
-        case("invalid subject", "POST", grab("live"), Some(&bad_sub), json_ct, "{}", 401, "unauthorized"),
-        case("wrong method", "GET", grab("live"), Some(&good), None, "", 405, "method_not_allowed"),
-        case("wrong method on status", "DELETE", "/api/v1/campaigns/live".into(), None, None, "", 405, "method_not_allowed"),
-        case("before start", "POST", grab("later"), Some(&good), json_ct, "{}", 425, "not_started"),
-        case("after end", "POST", grab("over"), Some(&good), json_ct, "{}", 410, "ended"),
-        case("paused", "POST", grab("held"), Some(&good), json_ct, "{}", 423, "paused"),
-        case("unknown path", "GET", "/api/v1/nothing".into(), None, None, "", 404, "not_found"),
-        case("order id malformed", "GET", "/api/v1/orders/zzz".into(), Some(&good), None, "", 404, "order_not_found"),
-        case("admin without token", "GET", "/admin/v1/campaigns".into(), None, None, "", 401, "unauthorized"),
-        case("admin with buyer token", "GET", "/admin/v1/campaigns".into(), Some(&good), None, "", 401, "unauthorized"),
-        case("admin bad spec", "POST", "/admin/v1/campaigns".into(), Some(ADMIN_TOKEN), json_ct, r#"{"title":"x","price_cents":1,"stock":0,"starts_at_ms":1,"ends_at_ms":2}"#, 400, "bad_request"),
-        case("admin unknown field", "POST", "/admin/v1/campaigns".into(), Some(ADMIN_TOKEN), json_ct, r#"{"title":"x","price_cents":1,"stock":1,"starts_at_ms":1,"ends_at_ms":2,"colour":"red"}"#, 400, "bad_request"),
-        case("admin negative price", "POST", "/admin/v1/campaigns".into(), Some(ADMIN_TOKEN), json_ct, r#"{"title":"x","price_cents":-1,"stock":1,"starts_at_ms":1,"ends_at_ms":2}"#, 400, "bad_request"),
-        case("admin duplicate id", "POST", "/admin/v1/campaigns".into(), Some(ADMIN_TOKEN), json_ct, r#"{"id":"live","title":"x","price_cents":1,"stock":1,"starts_at_ms":1,"ends_at_ms":2}"#, 409, "campaign_exists"),
-        case("admin quiz not built", "POST", "/admin/v1/campaigns".into(), Some(ADMIN_TOKEN), json_ct, r#"{"title":"x","price_cents":1,"stock":1,"starts_at_ms":1,"ends_at_ms":2,"quiz":true}"#, 400, "bad_request"),
-        case("admin tokens bad user", "POST", "/admin/v1/tokens".into(), Some(ADMIN_TOKEN), json_ct, r#"{"user_ids":["a b"]}"#, 400, "bad_request"),
-        case("admin tokens bad ttl", "POST", "/admin/v1/tokens".into(), Some(ADMIN_TOKEN), json_ct, r#"{"user_ids":["a"],"ttl_s":0}"#, 400, "bad_request"),
-        case("admin export bad format", "GET", "/admin/v1/campaigns/live/orders?format=xml".into(), Some(ADMIN_TOKEN), None, "", 400, "bad_request"),
+        case(
+            "malformed json",
+            "POST",
+            grab("live"),
+            Some(&good),
+            json_ct,
+            "{not json",
+            400,
+            "bad_request",
+        ),
+        case(
+            "json not an object",
+            "POST",
+            grab("live"),
+            Some(&good),
+            json_ct,
+            "[1,2]",
+            400,
+            "bad_request",
+        ),
+        case(
+            "wrong content type",
+            "POST",
+            grab("live"),
+            Some(&good),
+            Some("text/plain"),
+            "{}",
+            400,
+            "bad_request",
+        ),
+        case(
+            "unknown campaign",
+            "POST",
+            grab("nope"),
+            Some(&good),
+            json_ct,
+            "{}",
+            404,
+            "campaign_not_found",
+        ),
+        case(
+            "invalid campaign id",
+            "POST",
+            grab("bad%20id"),
+            Some(&good),
+            json_ct,
+            "{}",
+            404,
+            "campaign_not_found",
+        ),
+        case(
+            "missing token",
+            "POST",
+            grab("live"),
+            None,
+            json_ct,
+            "{}",
+            401,
+            "unauthorized",
+        ),
+        case(
+            "expired token",
+            "POST",
+            grab("live"),
+            Some(&expired),
+            json_ct,
+            "{}",
+            401,
+            "unauthorized",
+        ),
+        case(
+            "forged: wrong key",
+            "POST",
+            grab("live"),
+            Some(&wrong_key),
+            json_ct,
+            "{}",
+            401,
+            "unauthorized",
+        ),
+        case(
+            "forged: alg none",
+            "POST",
+            grab("live"),
+            Some(&none_alg),
+            json_ct,
+            "{}",
+            401,
+            "unauthorized",
+        ),
+        case(
+            "forged: other alg",
+            "POST",
+            grab("live"),
+            Some(&hs512),
+            json_ct,
+            "{}",
+            401,
+            "unauthorized",
+        ),
+        case(
+            "garbage token",
+            "POST",
+            grab("live"),
+            Some("a.b.c"),
+            json_ct,
+            "{}",
+            401,
+            "unauthorized",
+        ),
+        case(
+            "invalid subject",
+            "POST",
+            grab("live"),
+            Some(&bad_sub),
+            json_ct,
+            "{}",
+            401,
+            "unauthorized",
+        ),
+        case(
+            "wrong method",
+            "GET",
+            grab("live"),
+            Some(&good),
+            None,
+            "",
+            405,
+            "method_not_allowed",
+        ),
+        case(
+            "wrong method on status",
+            "DELETE",
+            "/api/v1/campaigns/live".into(),
+            None,
+            None,
+            "",
+            405,
+            "method_not_allowed",
+        ),
+        case(
+            "before start",
+            "POST",
+            grab("later"),
+            Some(&good),
+            json_ct,
+            "{}",
+            425,
+            "not_started",
+        ),
+        case(
+            "after end",
+            "POST",
+            grab("over"),
+            Some(&good),
+            json_ct,
+            "{}",
+            410,
+            "ended",
+        ),
+        case(
+            "paused",
+            "POST",
+            grab("held"),
+            Some(&good),
+            json_ct,
+            "{}",
+            423,
+            "paused",
+        ),
+        case(
+            "unknown path",
+            "GET",
+            "/api/v1/nothing".into(),
+            None,
+            None,
+            "",
+            404,
+            "not_found",
+        ),
+        case(
+            "order id malformed",
+            "GET",
+            "/api/v1/orders/zzz".into(),
+            Some(&good),
+            None,
+            "",
+            404,
+            "order_not_found",
+        ),
+        case(
+            "admin without token",
+            "GET",
+            "/admin/v1/campaigns".into(),
+            None,
+            None,
+            "",
+            401,
+            "unauthorized",
+        ),
+        case(
+            "admin with buyer token",
+            "GET",
+            "/admin/v1/campaigns".into(),
+            Some(&good),
+            None,
+            "",
+            401,
+            "unauthorized",
+        ),
+        case(
+            "admin bad spec",
+            "POST",
+            "/admin/v1/campaigns".into(),
+            Some(ADMIN_TOKEN),
+            json_ct,
+            r#"{"title":"x","price_cents":1,"stock":0,"starts_at_ms":1,"ends_at_ms":2}"#,
+            400,
+            "bad_request",
+        ),
+        case(
+            "admin unknown field",
+            "POST",
+            "/admin/v1/campaigns".into(),
+            Some(ADMIN_TOKEN),
+            json_ct,
+            r#"{"title":"x","price_cents":1,"stock":1,"starts_at_ms":1,"ends_at_ms":2,"colour":"red"}"#,
+            400,
+            "bad_request",
+        ),
+        case(
+            "admin negative price",
+            "POST",
+            "/admin/v1/campaigns".into(),
+            Some(ADMIN_TOKEN),
+            json_ct,
+            r#"{"title":"x","price_cents":-1,"stock":1,"starts_at_ms":1,"ends_at_ms":2}"#,
+            400,
+            "bad_request",
+        ),
+        case(
+            "admin duplicate id",
+            "POST",
+            "/admin/v1/campaigns".into(),
+            Some(ADMIN_TOKEN),
+            json_ct,
+            r#"{"id":"live","title":"x","price_cents":1,"stock":1,"starts_at_ms":1,"ends_at_ms":2}"#,
+            409,
+            "campaign_exists",
+        ),
+        case(
+            "admin quiz not built",
+            "POST",
+            "/admin/v1/campaigns".into(),
+            Some(ADMIN_TOKEN),
+            json_ct,
+            r#"{"title":"x","price_cents":1,"stock":1,"starts_at_ms":1,"ends_at_ms":2,"quiz":true}"#,
+            400,
+            "bad_request",
+        ),
+        case(
+            "admin tokens bad user",
+            "POST",
+            "/admin/v1/tokens".into(),
+            Some(ADMIN_TOKEN),
+            json_ct,
+            r#"{"user_ids":["a b"]}"#,
+            400,
+            "bad_request",
+        ),
+        case(
+            "admin tokens bad ttl",
+            "POST",
+            "/admin/v1/tokens".into(),
+            Some(ADMIN_TOKEN),
+            json_ct,
+            r#"{"user_ids":["a"],"ttl_s":0}"#,
+            400,
+            "bad_request",
+        ),
+        case(
+            "admin export bad format",
+            "GET",
+            "/admin/v1/campaigns/live/orders?format=xml".into(),
+            Some(ADMIN_TOKEN),
+            None,
+            "",
+            400,
+            "bad_request",
+        ),
     ];
     // Oversized body: declared by Content-Length.
     cases.push(Case {
@@ -132,7 +416,13 @@ async fn bad_input_gets_contract_errors_and_server_stays_healthy() {
 
     for c in &cases {
         let r = server
-            .call(c.method, &c.path, c.token.as_deref(), c.content_type, c.body.clone())
+            .call(
+                c.method,
+                &c.path,
+                c.token.as_deref(),
+                c.content_type,
+                c.body.clone(),
+            )
             .await;
         assert_eq!(
             (r.status, r.code().as_str()),
@@ -144,7 +434,11 @@ async fn bad_input_gets_contract_errors_and_server_stays_healthy() {
         let msg = r.json()["message"].as_str().unwrap_or("").to_string();
         assert!(!msg.is_empty(), "case {:?} has a human message", c.name);
         if c.status == 401 {
-            assert!(r.headers.contains_key("www-authenticate"), "case {:?}", c.name);
+            assert!(
+                r.headers.contains_key("www-authenticate"),
+                "case {:?}",
+                c.name
+            );
         }
     }
 
@@ -168,7 +462,9 @@ async fn chunked_oversized_body_is_refused() {
     server.create_campaign(json!({ "id": "live" })).await;
     let token = jwt(JWT_SECRET, "bob", now_ms() / 1000 + 600);
     let addr = server.base.trim_start_matches("http://").to_string();
-    let mut s = tokio::net::TcpStream::connect(&addr).await.expect("connect");
+    let mut s = tokio::net::TcpStream::connect(&addr)
+        .await
+        .expect("connect");
     let head = format!(
         "POST /api/v1/campaigns/live/grab HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
     );
@@ -195,10 +491,17 @@ async fn chunked_oversized_body_is_refused() {
 async fn slow_headers_are_cut_off() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let dir = tempfile::tempdir().expect("tempdir");
-    let server = Server::start(&dir.path().join("data"), &["--header-read-timeout-ms", "300"]);
+    let server = Server::start(
+        &dir.path().join("data"),
+        &["--header-read-timeout-ms", "300"],
+    );
     let addr = server.base.trim_start_matches("http://").to_string();
-    let mut s = tokio::net::TcpStream::connect(&addr).await.expect("connect");
-    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n").await.expect("partial head");
+    let mut s = tokio::net::TcpStream::connect(&addr)
+        .await
+        .expect("connect");
+    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .expect("partial head");
     let mut buf = vec![0u8; 1024];
     // The server closes the connection (EOF or an error status) on its own.
     let n = tokio::time::timeout(std::time::Duration::from_secs(10), s.read(&mut buf))

@@ -48,7 +48,10 @@ async fn sell(
                         }
                     }
                     409 | 410 => {}
-                    s => panic!("unexpected status {s}: {}", String::from_utf8_lossy(&r.body)),
+                    s => panic!(
+                        "unexpected status {s}: {}",
+                        String::from_utf8_lossy(&r.body)
+                    ),
                 }
             }
             mine
@@ -102,8 +105,15 @@ async fn kill_9_mid_sale_loses_no_acknowledged_order() {
     let acked = first.await.expect("sellers");
     let mut server = Arc::try_unwrap(server).unwrap_or_else(|_| panic!("server still shared"));
     let killed = server.terminate_wait();
-    assert!(!killed.success(), "the server was killed, not stopped: {killed:?}");
-    assert!(acked.len() >= 120, "saw {} acks before the kill", acked.len());
+    assert!(
+        !killed.success(),
+        "the server was killed, not stopped: {killed:?}"
+    );
+    assert!(
+        acked.len() >= 120,
+        "saw {} acks before the kill",
+        acked.len()
+    );
     assert!((acked.len() as u64) < TOTAL, "the kill must land mid-sale");
     // The slow writer had not caught up: the log replay has real work to do.
     let rows_at_kill = order_rows(&server, "crash").await;
@@ -119,8 +129,15 @@ async fn kill_9_mid_sale_loses_no_acknowledged_order() {
     let server = Arc::new(Server::start(&data, &[]));
     let stats = server.stats("crash").await;
     let durable = stats["sold"].as_u64().expect("sold");
-    assert!(durable >= acked.len() as u64, "an acknowledged order was lost: {stats}");
-    assert_eq!(stats["remaining"].as_u64(), Some(TOTAL - durable), "{stats}");
+    assert!(
+        durable >= acked.len() as u64,
+        "an acknowledged order was lost: {stats}"
+    );
+    assert_eq!(
+        stats["remaining"].as_u64(),
+        Some(TOTAL - durable),
+        "{stats}"
+    );
     for (u, order) in &acked {
         let r = server
             .get(&format!("/api/v1/orders/{order}"), Some(&tokens[*u]))
@@ -132,14 +149,30 @@ async fn kill_9_mid_sale_loses_no_acknowledged_order() {
     let rows = order_rows(&server, "crash").await;
     assert_eq!(rows.len() as u64, durable);
     for (u, order) in &acked {
-        assert_eq!(rows.get(order), Some(&names[*u]), "order {order} not in SQLite");
+        assert_eq!(
+            rows.get(order),
+            Some(&names[*u]),
+            "order {order} not in SQLite"
+        );
     }
 
     // Selling continues to exactly the total, with fresh buyers.
     let names2 = users("d-", 1_000);
     let tokens2 = Arc::new(server.tokens(&names2).await);
-    let second = sell(Arc::clone(&server), "crash", tokens2, 64, usize::MAX, Arc::new(Notify::new())).await;
-    assert_eq!(durable + second.len() as u64, TOTAL, "sold exactly the total");
+    let second = sell(
+        Arc::clone(&server),
+        "crash",
+        tokens2,
+        64,
+        usize::MAX,
+        Arc::new(Notify::new()),
+    )
+    .await;
+    assert_eq!(
+        durable + second.len() as u64,
+        TOTAL,
+        "sold exactly the total"
+    );
     let stats = server.wait_persisted("crash", TOTAL).await;
     assert_eq!(stats["remaining"], 0, "{stats}");
     assert_eq!(stats["sold"].as_u64(), Some(TOTAL), "{stats}");
@@ -182,7 +215,11 @@ async fn sigterm_drains_every_acknowledged_order_into_the_store() {
     // Read the store directly, with the server gone.
     let rows = order_rows(&server, "term").await;
     for (u, order) in &acked {
-        assert_eq!(rows.get(order), Some(&names[*u]), "order {order} not drained");
+        assert_eq!(
+            rows.get(order),
+            Some(&names[*u]),
+            "order {order} not drained"
+        );
     }
     assert!(rows.len() >= acked.len());
 }
@@ -194,7 +231,13 @@ async fn second_process_on_the_same_data_dir_is_refused() {
     let data = dir.path().join("data");
     let first = Server::start(&data, &[]);
     let mut second = std::process::Command::new(env!("CARGO_BIN_EXE_seckill"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--no-demo", "--data-dir"])
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--no-demo",
+            "--data-dir",
+        ])
         .arg(&data)
         .env("SECKILL_JWT_SECRET", common::JWT_SECRET)
         .stdout(std::process::Stdio::null())
@@ -216,6 +259,9 @@ async fn second_process_on_the_same_data_dir_is_refused() {
     let mut err = String::new();
     std::io::Read::read_to_string(&mut second.stderr.take().expect("stderr"), &mut err)
         .expect("stderr");
-    assert!(err.contains("in use by another seckill process"), "stderr: {err}");
+    assert!(
+        err.contains("in use by another seckill process"),
+        "stderr: {err}"
+    );
     assert_eq!(first.get("/healthz", None).await.status, 200);
 }

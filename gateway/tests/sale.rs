@@ -54,7 +54,11 @@ async fn crowd_buys_exactly_the_stock() {
             }
         }
     }
-    assert_eq!(by_outcome.values().sum::<usize>(), 20_000, "every grab answered");
+    assert_eq!(
+        by_outcome.values().sum::<usize>(),
+        20_000,
+        "every grab answered"
+    );
     let accepted = by_outcome.get(&(202, String::new())).copied().unwrap_or(0);
     assert_eq!(accepted, 100, "outcomes: {by_outcome:?}");
     for ((status, code), n) in &by_outcome {
@@ -62,7 +66,10 @@ async fn crowd_buys_exactly_the_stock() {
             (*status, code.as_str()),
             (202, "") | (409, "already_bought") | (410, "sold_out")
         );
-        assert!(ok, "unexpected outcome {status} {code} x{n}: {by_outcome:?}");
+        assert!(
+            ok,
+            "unexpected outcome {status} {code} x{n}: {by_outcome:?}"
+        );
     }
 
     let stats = server.wait_persisted("crowd", 100).await;
@@ -83,7 +90,10 @@ async fn crowd_buys_exactly_the_stock() {
     let row_users: HashSet<_> = rows.iter().map(|(_, u)| u.clone()).collect();
     assert_eq!(row_users.len(), 100, "no user twice");
     let row_ids: HashSet<_> = rows.into_iter().map(|(o, _)| o).collect();
-    assert_eq!(row_ids, order_ids, "the rows are exactly the acknowledged orders");
+    assert_eq!(
+        row_ids, order_ids,
+        "the rows are exactly the acknowledged orders"
+    );
     let expected_users: HashSet<_> = winners.iter().map(|&u| names[u].clone()).collect();
     assert_eq!(row_users, expected_users);
 
@@ -109,7 +119,9 @@ async fn crowd_buys_exactly_the_stock() {
 async fn one_user_racing_themselves_wins_once() {
     let dir = tempfile::tempdir().expect("tempdir");
     let server = Arc::new(Server::start(&dir.path().join("data"), &[]));
-    server.create_campaign(json!({ "id": "self", "stock": 50 })).await;
+    server
+        .create_campaign(json!({ "id": "self", "stock": 50 }))
+        .await;
     let token = server.tokens(&["racer".to_string()]).await.remove(0);
     let tasks: Vec<_> = (0..200)
         .map(|_| {

@@ -53,9 +53,20 @@ impl FileLogReader {
 
     /// Up to `rows_max` records between the position and the durable end,
     /// advancing the position past them. Empty when there are none.
+    ///
+    /// The position only ever moves past records that are returned: when an
+    /// error follows some good records, those come back first and the error
+    /// on the next call, at the exact offset, so a retry skips nothing.
     pub fn read_available(&mut self, rows_max: usize) -> Result<Vec<Positioned>, LogError> {
-        let durable_end = *self.durable.borrow();
         let mut out = Vec::new();
+        match self.read_into(rows_max, &mut out) {
+            Err(e) if out.is_empty() => Err(e),
+            _ => Ok(out),
+        }
+    }
+
+    fn read_into(&mut self, rows_max: usize, out: &mut Vec<Positioned>) -> Result<(), LogError> {
+        let durable_end = *self.durable.borrow();
         while out.len() < rows_max && self.position < durable_end {
             match decode(&self.buf[self.consumed..]) {
                 Decoded::Record { record, frame_len } => {
@@ -76,7 +87,7 @@ impl FileLogReader {
                 Decoded::Bad { reason } => return Err(self.corrupt(reason)),
             }
         }
-        Ok(out)
+        Ok(())
     }
 
     /// Waits until the durable end is past the position; returns at once if

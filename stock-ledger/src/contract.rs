@@ -35,7 +35,11 @@ async fn reserve(l: &dyn StockLedger, c: &CampaignId, u: &UserId, limit: u32) ->
 }
 
 async fn numbers(l: &dyn StockLedger, c: &CampaignId) -> (u64, u64, u64) {
-    let s = l.snapshot(c).await.expect("ledger reachable").expect("loaded");
+    let s = l
+        .snapshot(c)
+        .await
+        .expect("ledger reachable")
+        .expect("loaded");
     assert_eq!(s.reserved + s.remaining, s.total, "stock not conserved");
     (s.total, s.reserved, s.remaining)
 }
@@ -44,7 +48,10 @@ pub async fn sells_exactly_the_stock(l: Arc<dyn StockLedger>) {
     let c = unique_campaign("exact");
     assert!(l.load(&c, 5).await.expect("load"));
     for i in 0..5 {
-        assert_eq!(reserve(&*l, &c, &user(i), 1).await, Reservation::Reserved { n: 1 });
+        assert_eq!(
+            reserve(&*l, &c, &user(i), 1).await,
+            Reservation::Reserved { n: 1 }
+        );
     }
     assert!(l.sold_out_hint(&c));
     for i in 5..10 {
@@ -57,8 +64,14 @@ pub async fn per_user_limit_is_exact(l: Arc<dyn StockLedger>) {
     let c = unique_campaign("limit");
     l.load(&c, 10).await.expect("load");
     let u = user(1);
-    assert_eq!(reserve(&*l, &c, &u, 2).await, Reservation::Reserved { n: 1 });
-    assert_eq!(reserve(&*l, &c, &u, 2).await, Reservation::Reserved { n: 2 });
+    assert_eq!(
+        reserve(&*l, &c, &u, 2).await,
+        Reservation::Reserved { n: 1 }
+    );
+    assert_eq!(
+        reserve(&*l, &c, &u, 2).await,
+        Reservation::Reserved { n: 2 }
+    );
     assert_eq!(reserve(&*l, &c, &u, 2).await, Reservation::AlreadyBought);
     assert_eq!(numbers(&*l, &c).await, (10, 2, 8));
 }
@@ -66,15 +79,30 @@ pub async fn per_user_limit_is_exact(l: Arc<dyn StockLedger>) {
 pub async fn release_returns_a_unit_once(l: Arc<dyn StockLedger>) {
     let c = unique_campaign("release");
     l.load(&c, 1).await.expect("load");
-    assert_eq!(reserve(&*l, &c, &user(1), 1).await, Reservation::Reserved { n: 1 });
+    assert_eq!(
+        reserve(&*l, &c, &user(1), 1).await,
+        Reservation::Reserved { n: 1 }
+    );
     assert!(l.sold_out_hint(&c));
     assert!(l.release(&c, &user(1), 1).await.expect("release"));
-    assert!(!l.release(&c, &user(1), 1).await.expect("release"), "double release");
-    assert!(!l.release(&c, &user(2), 1).await.expect("release"), "never held");
-    assert!(!l.sold_out_hint(&c), "released stock must clear the sold-out flag");
+    assert!(
+        !l.release(&c, &user(1), 1).await.expect("release"),
+        "double release"
+    );
+    assert!(
+        !l.release(&c, &user(2), 1).await.expect("release"),
+        "never held"
+    );
+    assert!(
+        !l.sold_out_hint(&c),
+        "released stock must clear the sold-out flag"
+    );
     assert_eq!(numbers(&*l, &c).await, (1, 0, 1));
     // The returned unit sells again; the same user gets a fresh n (new order id).
-    assert_eq!(reserve(&*l, &c, &user(1), 1).await, Reservation::Reserved { n: 2 });
+    assert_eq!(
+        reserve(&*l, &c, &user(1), 1).await,
+        Reservation::Reserved { n: 2 }
+    );
     assert_eq!(reserve(&*l, &c, &user(2), 1).await, Reservation::SoldOut);
     assert_eq!(numbers(&*l, &c).await, (1, 1, 0));
 }
@@ -90,8 +118,14 @@ pub async fn unknown_campaign_is_not_loaded(l: Arc<dyn StockLedger>) {
 pub async fn load_is_idempotent(l: Arc<dyn StockLedger>) {
     let c = unique_campaign("load");
     assert!(l.load(&c, 3).await.expect("load"));
-    assert_eq!(reserve(&*l, &c, &user(1), 1).await, Reservation::Reserved { n: 1 });
-    assert!(!l.load(&c, 3).await.expect("load"), "second load must not reset");
+    assert_eq!(
+        reserve(&*l, &c, &user(1), 1).await,
+        Reservation::Reserved { n: 1 }
+    );
+    assert!(
+        !l.load(&c, 3).await.expect("load"),
+        "second load must not reset"
+    );
     assert_eq!(numbers(&*l, &c).await, (3, 1, 2));
 }
 
@@ -102,23 +136,54 @@ pub async fn restore_rebuilds_from_holds(l: Arc<dyn StockLedger>) {
         reserve(&*l, &c, &user(100 + i), 1).await;
     }
     let holds = [
-        Hold { user: user(1), n: 1 },
-        Hold { user: user(2), n: 1 },
-        Hold { user: user(2), n: 3 },
+        Hold {
+            user: user(1),
+            n: 1,
+        },
+        Hold {
+            user: user(2),
+            n: 1,
+        },
+        Hold {
+            user: user(2),
+            n: 3,
+        },
     ];
     l.restore(&c, 10, &holds).await.expect("restore");
     assert_eq!(numbers(&*l, &c).await, (10, 3, 7));
     assert!(!l.sold_out_hint(&c));
-    assert_eq!(reserve(&*l, &c, &user(2), 2).await, Reservation::AlreadyBought);
+    assert_eq!(
+        reserve(&*l, &c, &user(2), 2).await,
+        Reservation::AlreadyBought
+    );
     // n continues after the highest durable n, so order ids are never reused.
-    assert_eq!(reserve(&*l, &c, &user(1), 2).await, Reservation::Reserved { n: 2 });
+    assert_eq!(
+        reserve(&*l, &c, &user(1), 2).await,
+        Reservation::Reserved { n: 2 }
+    );
     assert!(l.release(&c, &user(2), 3).await.expect("release"));
-    assert_eq!(reserve(&*l, &c, &user(2), 2).await, Reservation::Reserved { n: 4 });
-    let too_many: Vec<Hold> = (0..3).map(|i| Hold { user: user(i), n: 1 }).collect();
+    assert_eq!(
+        reserve(&*l, &c, &user(2), 2).await,
+        Reservation::Reserved { n: 4 }
+    );
+    let too_many: Vec<Hold> = (0..3)
+        .map(|i| Hold {
+            user: user(i),
+            n: 1,
+        })
+        .collect();
     assert!(l.restore(&c, 2, &too_many).await.is_err());
-    let full: Vec<Hold> = (0..2).map(|i| Hold { user: user(i), n: 1 }).collect();
+    let full: Vec<Hold> = (0..2)
+        .map(|i| Hold {
+            user: user(i),
+            n: 1,
+        })
+        .collect();
     l.restore(&c, 2, &full).await.expect("restore");
-    assert!(l.sold_out_hint(&c), "restoring every unit as held means sold out");
+    assert!(
+        l.sold_out_hint(&c),
+        "restoring every unit as held means sold out"
+    );
 }
 
 /// 1,000 users, 3 attempts each, concurrently, for 100 units.
@@ -203,7 +268,11 @@ pub async fn releases_racing_buyers_leave_no_stranded_stock(l: Arc<dyn StockLedg
     }
     let (_, reserved, remaining) = numbers(&*l, &c).await;
     assert_eq!(reserved, bought);
-    assert_eq!(l.sold_out_hint(&c), remaining == 0, "flag disagrees with stock");
+    assert_eq!(
+        l.sold_out_hint(&c),
+        remaining == 0,
+        "flag disagrees with stock"
+    );
     // Whatever is left sells to newcomers.
     for i in 0..remaining as usize {
         assert!(matches!(

@@ -16,7 +16,7 @@ use dashmap::mapref::entry::Entry;
 use dashmap::DashMap;
 use engine::ports::{Hold, LedgerError, LedgerSnapshot, Reservation, StockLedger};
 use engine::{CampaignId, UserId};
-use std::hash::{BuildHasher, Hash, Hasher};
+use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -150,9 +150,7 @@ impl MemLedger {
     }
 
     fn shard_of(&self, user: &UserId) -> usize {
-        let mut h = self.hasher.build_hasher();
-        user.hash(&mut h);
-        h.finish() as usize
+        self.hasher.hash_one(user) as usize
     }
 
     /// Checks `held + remaining == total` for a campaign; panics otherwise.

@@ -43,12 +43,17 @@ fn run_thread(ledger: &MemLedger, c: &CampaignId, limit: u32, ops: &[Op]) -> Out
                 }
             }
             Op::Release(u) => {
-                let Some(n) = mine.get_mut(&u).and_then(|v| (!v.is_empty()).then(|| v.remove(0)))
+                let Some(n) = mine
+                    .get_mut(&u)
+                    .and_then(|v| (!v.is_empty()).then(|| v.remove(0)))
                 else {
                     continue;
                 };
                 let user = UserId::parse(&format!("u{u}")).expect("valid");
-                assert!(ledger.release_sync(c, &user, n), "own active hold must release");
+                assert!(
+                    ledger.release_sync(c, &user, n),
+                    "own active hold must release"
+                );
                 out.released.push((u, n));
             }
         }

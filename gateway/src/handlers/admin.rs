@@ -2,8 +2,8 @@
 
 use crate::app::{now_ms, App};
 use crate::error::ApiError;
-use crate::web::{self, Resp};
 use crate::registry::CAMPAIGNS_MAX;
+use crate::web::{self, Resp};
 use engine::ports::StoreError;
 use engine::{Campaign, CampaignId, CampaignSpec, Control, OrderStatus, UserId};
 use hyper::StatusCode;
@@ -41,10 +41,13 @@ pub async fn create_campaign(app: &App, campaign: Campaign) -> Result<(), ApiErr
     if app.registry.get(&campaign.id).is_some() {
         return Err(exists(&campaign.id));
     }
-    app.store.insert_campaign(&campaign).await.map_err(|e| match e {
-        StoreError::Conflict(_) => exists(&campaign.id),
-        e => store_failed(e),
-    })?;
+    app.store
+        .insert_campaign(&campaign)
+        .await
+        .map_err(|e| match e {
+            StoreError::Conflict(_) => exists(&campaign.id),
+            e => store_failed(e),
+        })?;
     app.ledger
         .load(&campaign.id, campaign.stock_total)
         .await
@@ -132,7 +135,11 @@ pub async fn stats(app: &App, id: &str) -> Result<Resp, ApiError> {
         .snapshot(&c.id)
         .await
         .map_err(|e| ApiError::unavailable(format!("stock ledger: {e}")))?;
-    let by_status = app.store.count_by_status(&c.id).await.map_err(store_failed)?;
+    let by_status = app
+        .store
+        .count_by_status(&c.id)
+        .await
+        .map_err(store_failed)?;
     let count = |s: OrderStatus| {
         by_status
             .iter()
@@ -214,9 +221,15 @@ pub async fn orders(app: &App, id: &str, query: Option<&str>) -> Result<Resp, Ap
             )))
         }
     };
-    let orders = app.store.orders(&live.get().id).await.map_err(store_failed)?;
+    let orders = app
+        .store
+        .orders(&live.get().id)
+        .await
+        .map_err(store_failed)?;
     if csv {
-        let mut out = String::from("order_id,campaign_id,user_id,n,price_cents,status,created_at_ms,pay_by_ms\n");
+        let mut out = String::from(
+            "order_id,campaign_id,user_id,n,price_cents,status,created_at_ms,pay_by_ms\n",
+        );
         for o in &orders {
             let r = &o.record;
             out.push_str(&format!(

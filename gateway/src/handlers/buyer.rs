@@ -7,8 +7,8 @@
 
 use crate::app::{now_ms, App};
 use crate::error::ApiError;
-use crate::web::{self, Resp};
 use crate::registry::LiveCampaign;
+use crate::web::{self, Resp};
 use engine::ports::{AppendError, LogRecord, Reservation};
 use engine::{admit, Campaign, OrderId, OrderRecord, Rejection, UserId};
 use http::header::AUTHORIZATION;
@@ -46,9 +46,17 @@ struct GrabBody {
     answer: Option<String>,
 }
 
-pub async fn grab(app: &Arc<App>, id: &str, req: hyper::Request<Incoming>) -> Result<Resp, ApiError> {
+pub async fn grab(
+    app: &Arc<App>,
+    id: &str,
+    req: hyper::Request<Incoming>,
+) -> Result<Resp, ApiError> {
     let (parts, body) = req.into_parts();
-    let body = web::read_body(hyper::Request::from_parts(parts.clone(), body), app.limits.body_bytes_max).await?;
+    let body = web::read_body(
+        hyper::Request::from_parts(parts.clone(), body),
+        app.limits.body_bytes_max,
+    )
+    .await?;
     let _body: GrabBody = web::parse_json(&parts.headers, &body, true)?;
     let user = app
         .auth
@@ -140,10 +148,10 @@ async fn reserve_and_log(
             // buyer poll; replay or reconciliation settles it.
             tracing::error!(order = %record.order_id, %why, "order log outcome unknown");
             live.counters.unavailable.fetch_add(1, Ordering::Relaxed);
-            Err(ApiError::unavailable(
-                "the order's outcome is not known yet; poll the order id",
+            Err(
+                ApiError::unavailable("the order's outcome is not known yet; poll the order id")
+                    .with_extra(serde_json::json!({ "order_id": record.order_id })),
             )
-            .with_extra(serde_json::json!({ "order_id": record.order_id })))
         }
     }
 }
@@ -152,12 +160,16 @@ async fn compensate(app: &App, o: &OrderRecord) {
     match app.ledger.release(&o.campaign_id, &o.user_id, o.n).await {
         Ok(true) => {}
         Ok(false) => tracing::error!(order = %o.order_id, "compensation found no hold to release"),
-        Err(e) => tracing::error!(order = %o.order_id, error = %e, "compensation failed; reconcile"),
+        Err(e) => {
+            tracing::error!(order = %o.order_id, error = %e, "compensation failed; reconcile")
+        }
     }
 }
 
 pub async fn order(app: &App, id: &str, headers: &http::HeaderMap) -> Result<Resp, ApiError> {
-    let user = app.auth.buyer(headers.get(AUTHORIZATION).map(|v| v.as_bytes()))?;
+    let user = app
+        .auth
+        .buyer(headers.get(AUTHORIZATION).map(|v| v.as_bytes()))?;
     let not_found = || ApiError::not_found("order_not_found", "no order of yours has this id");
     let id = OrderId::parse(id).map_err(|_| not_found())?;
     let (record, status) = match app.orders.get(&id) {

@@ -47,10 +47,18 @@ pub async fn metrics(app: &App) -> Resp {
             );
         }
         if let Ok(Some(s)) = app.ledger.snapshot(&c.id).await {
-            let _ = writeln!(remaining, "seckill_stock_remaining{{campaign=\"{id}\"}} {}", s.remaining);
+            let _ = writeln!(
+                remaining,
+                "seckill_stock_remaining{{campaign=\"{id}\"}} {}",
+                s.remaining
+            );
         }
     }
-    let _ = writeln!(out, "# TYPE seckill_orders_indexed gauge\nseckill_orders_indexed {}", app.orders.len());
+    let _ = writeln!(
+        out,
+        "# TYPE seckill_orders_indexed gauge\nseckill_orders_indexed {}",
+        app.orders.len()
+    );
     let _ = writeln!(
         out,
         "# TYPE seckill_grabs_inflight gauge\nseckill_grabs_inflight {}",

@@ -78,8 +78,8 @@ impl Server {
             }
         }
         let base = base.unwrap_or_else(|| {
-            let log = std::fs::read_to_string(data_dir.with_extension("stderr.log"))
-                .unwrap_or_default();
+            let log =
+                std::fs::read_to_string(data_dir.with_extension("stderr.log")).unwrap_or_default();
             panic!("seckill exited before listening; stderr:\n{log}")
         });
         // Keep draining stdout so the child never blocks on a full pipe.
@@ -176,16 +176,29 @@ impl Server {
             full[k] = v.clone();
         }
         let r = self.admin_post("/admin/v1/campaigns", &full).await;
-        assert_eq!(r.status, 201, "create campaign: {}", String::from_utf8_lossy(&r.body));
+        assert_eq!(
+            r.status,
+            201,
+            "create campaign: {}",
+            String::from_utf8_lossy(&r.body)
+        );
         r.json()
     }
 
     /// Buyer tokens for `users`, issued by the admin endpoint.
     pub async fn tokens(&self, users: &[String]) -> Vec<String> {
         let r = self
-            .admin_post("/admin/v1/tokens", &json!({ "user_ids": users, "ttl_s": 3600 }))
+            .admin_post(
+                "/admin/v1/tokens",
+                &json!({ "user_ids": users, "ttl_s": 3600 }),
+            )
             .await;
-        assert_eq!(r.status, 200, "tokens: {}", String::from_utf8_lossy(&r.body));
+        assert_eq!(
+            r.status,
+            200,
+            "tokens: {}",
+            String::from_utf8_lossy(&r.body)
+        );
         let map = r.json()["tokens"].clone();
         users
             .iter()
@@ -194,7 +207,9 @@ impl Server {
     }
 
     pub async fn grab(&self, campaign: &str, token: &str) -> Reply {
-        self.try_grab(campaign, token).await.expect("grab request failed")
+        self.try_grab(campaign, token)
+            .await
+            .expect("grab request failed")
     }
 
     pub async fn try_grab(&self, campaign: &str, token: &str) -> Option<Reply> {
@@ -210,7 +225,10 @@ impl Server {
 
     pub async fn stats(&self, campaign: &str) -> Value {
         let r = self
-            .get(&format!("/admin/v1/campaigns/{campaign}/stats"), Some(ADMIN_TOKEN))
+            .get(
+                &format!("/admin/v1/campaigns/{campaign}/stats"),
+                Some(ADMIN_TOKEN),
+            )
             .await;
         assert_eq!(r.status, 200, "stats: {}", String::from_utf8_lossy(&r.body));
         r.json()
@@ -272,7 +290,9 @@ pub async fn sqlite(data_dir: &Path) -> sqlx::SqlitePool {
     let opts = SqliteConnectOptions::new()
         .filename(data_dir.join("orders.db"))
         .read_only(true);
-    sqlx::SqlitePool::connect_with(opts).await.expect("open sqlite")
+    sqlx::SqlitePool::connect_with(opts)
+        .await
+        .expect("open sqlite")
 }
 
 pub fn users(prefix: &str, n: usize) -> Vec<String> {
