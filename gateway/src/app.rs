@@ -46,6 +46,8 @@ pub struct App {
     pub tasks: TaskTracker,
     pub limits: Limits,
     pub admin_token_generated: bool,
+    /// Where preload writes the CDN copy of each item page and its assets.
+    pub cdn_dir: std::path::PathBuf,
 }
 
 /// The embedded default: the app plus the pieces it must stop in order.
@@ -94,6 +96,7 @@ impl Embedded {
             tasks: TaskTracker::new(),
             limits: cfg.limits.clone(),
             admin_token_generated: cfg.admin_token.is_none(),
+            cdn_dir: cfg.data_dir.join("cdn"),
         });
 
         for c in store.campaigns().await.context("loading campaigns")? {

@@ -8,6 +8,7 @@ use crate::app::App;
 use crate::error::ApiError;
 use crate::web::{self, Resp};
 use hyper::StatusCode;
+use std::path::{Path, PathBuf};
 
 const ITEM_TEMPLATE: &str = include_str!("../../static-cdn/item.html");
 const APP_JS: &str = include_str!("../../static-cdn/app.js");
@@ -36,6 +37,28 @@ pub fn render_item(id: &str, title: &str, price_cents: u64, stock_total: u64) ->
             &format!("{}.{:02}", price_cents / 100, price_cents % 100),
         )
         .replace("{{stock_total}}", &stock_total.to_string())
+}
+
+/// Writes the item page and the shared assets under `dir` as a CDN would
+/// serve them (`items/{id}.html`, `static/app.js`, `static/style.css`);
+/// returns the page's path. Each file is written to a temporary name and
+/// renamed, so a CDN syncing the folder never sees a half-written page.
+pub fn publish(dir: &Path, id: &str, page: &str) -> std::io::Result<PathBuf> {
+    let items = dir.join("items");
+    let statics = dir.join("static");
+    std::fs::create_dir_all(&items)?;
+    std::fs::create_dir_all(&statics)?;
+    write_atomically(&statics.join("app.js"), APP_JS)?;
+    write_atomically(&statics.join("style.css"), STYLE_CSS)?;
+    let path = items.join(format!("{id}.html"));
+    write_atomically(&path, page)?;
+    Ok(path)
+}
+
+fn write_atomically(path: &Path, contents: &str) -> std::io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, contents)?;
+    std::fs::rename(&tmp, path)
 }
 
 pub fn asset(file: &str) -> Result<Resp, ApiError> {

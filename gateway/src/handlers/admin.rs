@@ -89,6 +89,16 @@ pub async fn preload(app: &App, id: &str) -> Result<Resp, ApiError> {
         .await
         .map_err(|e| ApiError::unavailable(format!("stock ledger: {e}")))?;
     let snap = app.ledger.snapshot(&c.id).await.ok().flatten();
+    let page = crate::pages::render_item(c.id.as_str(), &c.title, c.price_cents, c.stock_total);
+    let dir = app.cdn_dir.clone();
+    let id = c.id.to_string();
+    let written = tokio::task::spawn_blocking(move || crate::pages::publish(&dir, &id, &page))
+        .await
+        .map_err(|_| ApiError::internal())?
+        .map_err(|e| {
+            tracing::error!(error = %e, "writing the static page");
+            ApiError::unavailable(format!("could not write the static page: {e}"))
+        })?;
     Ok(web::json(
         StatusCode::OK,
         &serde_json::json!({
@@ -97,6 +107,7 @@ pub async fn preload(app: &App, id: &str) -> Result<Resp, ApiError> {
             "stock_total": c.stock_total,
             "remaining": snap.map(|s| s.remaining),
             "page": format!("/items/{}.html", c.id),
+            "static_page_file": written.display().to_string(),
         }),
     ))
 }

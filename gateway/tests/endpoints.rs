@@ -1,0 +1,205 @@
+//! The rest of the contract over real HTTP: clock, campaign status, pages,
+//! preload, kill switch, stats, export, metrics and the OpenAPI document.
+
+mod common;
+
+use common::{now_ms, Server, ADMIN_TOKEN};
+use serde_json::{json, Value};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operator_and_buyer_endpoints_follow_the_contract() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(&dir.path().join("data"), &[]);
+
+    let before = now_ms();
+    let t = server.get("/api/v1/time", None).await;
+    assert_eq!(t.status, 200);
+    let server_now = t.json()["now_ms"].as_u64().expect("now_ms");
+    assert!(
+        server_now >= before && server_now <= now_ms() + 1,
+        "clock: {server_now}"
+    );
+
+    let created = server
+        .create_campaign(
+            json!({ "id": "tv", "title": "TV <b>4K</b>", "price_cents": 12_345, "stock": 3 }),
+        )
+        .await;
+    assert_eq!(created["control"], "active");
+    let c = server.get("/api/v1/campaigns/tv", None).await;
+    assert_eq!(c.status, 200);
+    assert_eq!(c.headers["cache-control"], "public, max-age=1");
+    let view = c.json();
+    for key in [
+        "id",
+        "title",
+        "price_cents",
+        "stock_total",
+        "starts_at_ms",
+        "ends_at_ms",
+        "state",
+        "remaining_hint",
+        "quiz",
+    ] {
+        assert!(view.get(key).is_some(), "campaign view lacks {key}: {view}");
+    }
+    assert_eq!(view["state"], "live");
+    assert_eq!(view["remaining_hint"], 3);
+
+    // The page is rendered, escaped, cacheable and locked to our origin.
+    let page = server.get("/items/tv.html", None).await;
+    assert_eq!(page.status, 200);
+    let html = String::from_utf8_lossy(&page.body).to_string();
+    assert!(html.contains("TV &lt;b&gt;4K&lt;/b&gt;") && html.contains("123.45"));
+    assert_eq!(
+        page.headers["content-security-policy"],
+        "default-src 'self'"
+    );
+    assert!(page.headers["cache-control"]
+        .to_str()
+        .expect("ascii")
+        .contains("max-age"));
+    assert!(!page.headers.contains_key("set-cookie"));
+    assert_eq!(server.get("/static/app.js", None).await.status, 200);
+    assert_eq!(server.get("/items/nope.html", None).await.status, 404);
+
+    // Preload is safe to repeat and writes the CDN copy of the page.
+    let p1 = server
+        .admin_post("/admin/v1/campaigns/tv/preload", &json!({}))
+        .await;
+    assert_eq!(p1.status, 200, "{}", String::from_utf8_lossy(&p1.body));
+    assert_eq!(
+        p1.json()["ledger_newly_loaded"],
+        false,
+        "create already loaded the stock"
+    );
+    let file = p1.json()["static_page_file"]
+        .as_str()
+        .expect("path")
+        .to_string();
+    assert_eq!(std::fs::read_to_string(&file).expect("page file"), html);
+    let p2 = server
+        .admin_post("/admin/v1/campaigns/tv/preload", &json!({}))
+        .await;
+    assert_eq!(p2.json()["remaining"], 3);
+
+    // Kill switch: pause hides the stock, resume restores it, stop is final.
+    let token = server.tokens(&["viewer".to_string()]).await.remove(0);
+    let paused = server
+        .admin_post("/admin/v1/campaigns/tv/pause", &json!({}))
+        .await;
+    assert_eq!(paused.json()["state"], "paused");
+    assert_eq!(server.grab("tv", &token).await.code(), "paused");
+    let resumed = server
+        .admin_post("/admin/v1/campaigns/tv/resume", &json!({}))
+        .await;
+    assert_eq!(resumed.json()["state"], "live");
+    let won = server.grab("tv", &token).await;
+    assert_eq!(won.status, 202);
+    let order_id = won.json()["order_id"]
+        .as_str()
+        .expect("order id")
+        .to_string();
+    let stopped = server
+        .admin_post("/admin/v1/campaigns/tv/stop", &json!({}))
+        .await;
+    assert_eq!(stopped.json()["state"], "ended");
+    let again = server
+        .admin_post("/admin/v1/campaigns/tv/resume", &json!({}))
+        .await;
+    assert_eq!(
+        (again.status, again.code().as_str()),
+        (409, "campaign_stopped")
+    );
+    assert_eq!(server.grab("tv", &token).await.code(), "ended");
+
+    // Stats, export and metrics agree on the one order.
+    let stats = server.wait_persisted("tv", 1).await;
+    for key in [
+        "stock_total",
+        "reserved",
+        "sold",
+        "remaining",
+        "orders_queued",
+        "orders_persisted",
+        "orders_paid",
+        "orders_expired",
+        "rejected",
+    ] {
+        assert!(stats.get(key).is_some(), "stats lack {key}: {stats}");
+    }
+    assert_eq!(
+        (stats["sold"].as_u64(), stats["remaining"].as_u64()),
+        (Some(1), Some(2))
+    );
+    assert_eq!(stats["rejected"]["paused"], 1, "{stats}");
+    assert_eq!(stats["rejected"]["ended"], 1, "{stats}");
+    let csv = server
+        .get(
+            "/admin/v1/campaigns/tv/orders?format=csv",
+            Some(ADMIN_TOKEN),
+        )
+        .await;
+    assert_eq!(csv.status, 200);
+    let text = String::from_utf8_lossy(&csv.body).to_string();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    assert!(lines[0].starts_with("order_id,"));
+    assert!(lines[1].starts_with(&format!("{order_id},tv,viewer,1,12345,confirmed,")));
+    let rows = server
+        .get("/admin/v1/campaigns/tv/orders", Some(ADMIN_TOKEN))
+        .await
+        .json();
+    assert_eq!(rows.as_array().map(Vec::len), Some(1));
+    let list = server
+        .get("/admin/v1/campaigns", Some(ADMIN_TOKEN))
+        .await
+        .json();
+    assert_eq!(list.as_array().map(Vec::len), Some(1));
+
+    let metrics = server.get("/metrics", None).await;
+    let m = String::from_utf8_lossy(&metrics.body).to_string();
+    assert!(
+        m.contains("seckill_orders_logged_total{campaign=\"tv\"} 1"),
+        "{m}"
+    );
+    assert!(
+        m.contains("seckill_stock_remaining{campaign=\"tv\"} 2"),
+        "{m}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openapi_documents_every_route() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(&dir.path().join("data"), &[]);
+    let doc: Value = server.get("/openapi.json", None).await.json();
+    assert!(doc["openapi"].as_str().is_some_and(|v| v.starts_with("3.")));
+    let paths = doc["paths"].as_object().expect("paths");
+    let want = [
+        ("/healthz", "get"),
+        ("/readyz", "get"),
+        ("/metrics", "get"),
+        ("/openapi.json", "get"),
+        ("/api/v1/time", "get"),
+        ("/api/v1/campaigns/{id}", "get"),
+        ("/api/v1/campaigns/{id}/grab", "post"),
+        ("/api/v1/orders/{order_id}", "get"),
+        ("/admin/v1/campaigns", "get"),
+        ("/admin/v1/campaigns", "post"),
+        ("/admin/v1/campaigns/{id}/preload", "post"),
+        ("/admin/v1/campaigns/{id}/pause", "post"),
+        ("/admin/v1/campaigns/{id}/resume", "post"),
+        ("/admin/v1/campaigns/{id}/stop", "post"),
+        ("/admin/v1/campaigns/{id}/stats", "get"),
+        ("/admin/v1/campaigns/{id}/orders", "get"),
+        ("/admin/v1/tokens", "post"),
+        ("/items/{id}.html", "get"),
+    ];
+    for (path, method) in want {
+        assert!(
+            paths.get(path).and_then(|p| p.get(method)).is_some(),
+            "openapi.json lacks {method} {path}"
+        );
+    }
+}
