@@ -48,6 +48,9 @@ pub struct App {
     pub admin_token_generated: bool,
     /// Where preload writes the CDN copy of each item page and its assets.
     pub cdn_dir: std::path::PathBuf,
+    /// False once the order writer has stopped on an error: orders then stay
+    /// queued (durable in the log) until a restart, and `/readyz` says so.
+    pub writer_running: std::sync::atomic::AtomicBool,
 }
 
 /// The embedded default: the app plus the pieces it must stop in order.
@@ -97,6 +100,7 @@ impl Embedded {
             limits: cfg.limits.clone(),
             admin_token_generated: cfg.admin_token.is_none(),
             cdn_dir: cfg.data_dir.join("cdn"),
+            writer_running: std::sync::atomic::AtomicBool::new(true),
         });
 
         for c in store.campaigns().await.context("loading campaigns")? {
@@ -157,6 +161,7 @@ impl Embedded {
         });
         let writer = FileWriter::new(Arc::clone(&store), reader, cfg.writer.clone(), on_commit);
         let (writer_stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let watch_app = Arc::clone(&app);
         let writer = tokio::spawn(async move {
             match writer
                 .run(async {
@@ -165,7 +170,10 @@ impl Embedded {
                 .await
             {
                 Ok(stats) => tracing::info!(?stats, "order writer stopped"),
-                Err(e) => tracing::error!(error = %e, "order writer failed"),
+                Err(e) => {
+                    watch_app.writer_running.store(false, Ordering::SeqCst);
+                    tracing::error!(error = %e, "order writer failed; orders stay queued in the log until a restart");
+                }
             }
         });
 

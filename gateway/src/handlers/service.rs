@@ -10,8 +10,13 @@ pub fn healthz() -> Resp {
     web::json(StatusCode::OK, &serde_json::json!({ "status": "ok" }))
 }
 
-/// Ready when the order store answers; 503 otherwise.
+/// Ready when the order writer runs and the order store answers; 503 otherwise.
 pub async fn readyz(app: &App) -> Resp {
+    if !app.writer_running.load(Ordering::SeqCst) {
+        return web::error(&crate::error::ApiError::unavailable(
+            "the order writer has stopped; orders stay queued until a restart",
+        ));
+    }
     match app.store.campaigns().await {
         Ok(_) => web::json(StatusCode::OK, &serde_json::json!({ "status": "ready" })),
         Err(e) => web::error(&crate::error::ApiError::unavailable(format!(
