@@ -156,6 +156,18 @@ pub struct BatchReport {
     pub duplicates: u64,
 }
 
+/// What a status change did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatusChange {
+    Changed,
+    /// The order already had that status (a retry).
+    Unchanged,
+    /// The state machine forbids the move from `current`.
+    Refused {
+        current: OrderStatus,
+    },
+}
+
 /// The order store: campaigns and the final record of every order.
 #[async_trait]
 pub trait OrderStore: Send + Sync + 'static {
@@ -182,6 +194,14 @@ pub trait OrderStore: Send + Sync + 'static {
     ) -> Result<Vec<(OrderStatus, u64)>, StoreError>;
     /// The campaign's guarded sold counter.
     async fn sold(&self, campaign: &CampaignId) -> Result<u64, StoreError>;
+    /// Moves a stored order to `to` when the state machine allows it from the
+    /// order's current status, as one compare-and-set. `NotFound` when the
+    /// order is not stored (yet).
+    async fn set_status(
+        &self,
+        order: &OrderId,
+        to: OrderStatus,
+    ) -> Result<StatusChange, StoreError>;
 }
 
 // Trait objects of the ports are held in structs that derive `Debug`.

@@ -40,6 +40,7 @@ async fn route(app: &Arc<App>, req: Request<Incoming>) -> Result<Resp, ApiError>
         ["api", "v1", "campaigns", id] if get => buyer::campaign(app, id).await,
         ["api", "v1", "campaigns", id, "grab"] if post => buyer::grab(app, id, req).await,
         ["api", "v1", "orders", id] if get => buyer::order(app, id, req.headers()).await,
+        ["api", "v1", "orders", id, "pay"] if post => buyer::pay(app, id, req.headers()).await,
         ["admin", "v1", ..] => admin_route(app, req, &segs[2..], &method).await,
         ["items", file] if get => pages::item(app, file),
         ["static", file] if get => pages::asset(file),

@@ -157,6 +157,27 @@ async fn operator_and_buyer_endpoints_follow_the_contract() {
         .json();
     assert_eq!(list.as_array().map(Vec::len), Some(1));
 
+    // The mock payment: confirmed -> paid, idempotent, owner only.
+    let pay = format!("/api/v1/orders/{order_id}/pay");
+    let stranger = server.tokens(&["stranger".to_string()]).await.remove(0);
+    assert_eq!(
+        server
+            .post_json(&pay, Some(&stranger), &json!({}))
+            .await
+            .status,
+        404
+    );
+    for _ in 0..2 {
+        let paid = server.post_json(&pay, Some(&token), &json!({})).await;
+        assert_eq!(paid.status, 200, "{}", String::from_utf8_lossy(&paid.body));
+        assert_eq!(paid.json()["status"], "paid");
+    }
+    let seen = server
+        .get(&format!("/api/v1/orders/{order_id}"), Some(&token))
+        .await;
+    assert_eq!(seen.json()["status"], "paid");
+    assert_eq!(server.stats("tv").await["orders_paid"], 1);
+
     let metrics = server.get("/metrics", None).await;
     let m = String::from_utf8_lossy(&metrics.body).to_string();
     assert!(
@@ -185,6 +206,7 @@ async fn openapi_documents_every_route() {
         ("/api/v1/campaigns/{id}", "get"),
         ("/api/v1/campaigns/{id}/grab", "post"),
         ("/api/v1/orders/{order_id}", "get"),
+        ("/api/v1/orders/{order_id}/pay", "post"),
         ("/admin/v1/campaigns", "get"),
         ("/admin/v1/campaigns", "post"),
         ("/admin/v1/campaigns/{id}/preload", "post"),

@@ -7,11 +7,12 @@
 //! crash is absorbed instead of written twice.
 
 mod rows;
+mod status;
 #[cfg(test)]
 mod tests;
 
 use async_trait::async_trait;
-use engine::ports::{BatchReport, Checkpoint, LogRecord, OrderStore, StoreError};
+use engine::ports::{BatchReport, Checkpoint, LogRecord, OrderStore, StatusChange, StoreError};
 use engine::{Campaign, CampaignId, Control, Order, OrderId, OrderStatus};
 use rows::{db_err, get_u64, is_unique_violation, to_i64, OrderRow};
 use sqlx::sqlite::{
@@ -257,6 +258,14 @@ impl OrderStore for SqliteStore {
             .map_err(|e| db_err("reading sold", e))?
             .ok_or_else(|| StoreError::NotFound(format!("campaign {campaign}")))?;
         get_u64(&row, "sold")
+    }
+
+    async fn set_status(
+        &self,
+        order: &OrderId,
+        to: OrderStatus,
+    ) -> Result<StatusChange, StoreError> {
+        status::set_status(&self.pool, order, to, wall_clock_ms()).await
     }
 }
 

@@ -1,4 +1,4 @@
-//! Buyer endpoints: clock, campaign status, grab, order status.
+//! Buyer endpoints: clock, campaign status, grab, order status, payment.
 //!
 //! The grab runs the funnel cheapest check first: body size and shape,
 //! token, campaign state from the local cache (including the ledger's
@@ -9,8 +9,8 @@ use crate::app::{now_ms, App};
 use crate::error::ApiError;
 use crate::registry::LiveCampaign;
 use crate::web::{self, Resp};
-use engine::ports::{AppendError, LogRecord, Reservation};
-use engine::{admit, Campaign, OrderId, OrderRecord, Rejection, UserId};
+use engine::ports::{AppendError, LogRecord, Reservation, StatusChange, StoreError};
+use engine::{admit, Campaign, OrderId, OrderRecord, OrderStatus, Rejection, UserId};
 use http::header::AUTHORIZATION;
 use hyper::body::Incoming;
 use hyper::StatusCode;
@@ -166,7 +166,13 @@ async fn compensate(app: &App, o: &OrderRecord) {
     }
 }
 
-pub async fn order(app: &App, id: &str, headers: &http::HeaderMap) -> Result<Resp, ApiError> {
+/// The caller's own order, from the index or else the store; someone
+/// else's order looks exactly like a missing one.
+async fn owned_order(
+    app: &App,
+    id: &str,
+    headers: &http::HeaderMap,
+) -> Result<(Arc<OrderRecord>, OrderStatus), ApiError> {
     let user = app
         .auth
         .buyer(headers.get(AUTHORIZATION).map(|v| v.as_bytes()))?;
@@ -183,11 +189,14 @@ pub async fn order(app: &App, id: &str, headers: &http::HeaderMap) -> Result<Res
             }
         },
     };
-    // Someone else's order looks exactly like a missing one.
     if record.user_id != user {
         return Err(not_found());
     }
-    Ok(web::with_cache(
+    Ok((record, status))
+}
+
+fn order_json(record: &OrderRecord, status: OrderStatus) -> Resp {
+    web::with_cache(
         web::json(
             StatusCode::OK,
             &serde_json::json!({
@@ -201,5 +210,64 @@ pub async fn order(app: &App, id: &str, headers: &http::HeaderMap) -> Result<Res
             }),
         ),
         "no-store",
-    ))
+    )
+}
+
+pub async fn order(app: &App, id: &str, headers: &http::HeaderMap) -> Result<Resp, ApiError> {
+    let (record, status) = owned_order(app, id, headers).await?;
+    Ok(order_json(&record, status))
+}
+
+/// Why an order cannot be paid, as a 409 with a stable code.
+fn not_payable(status: OrderStatus) -> ApiError {
+    let (code, message) = match status {
+        OrderStatus::Queued => (
+            "order_not_confirmed",
+            "the order is still being written; try again in a moment",
+        ),
+        OrderStatus::Expired => ("order_expired", "the payment window has closed"),
+        _ => ("order_cancelled", "the order was cancelled"),
+    };
+    let e = ApiError::new(StatusCode::CONFLICT, code, message);
+    if status == OrderStatus::Queued {
+        e.retry_after(1)
+    } else {
+        e
+    }
+}
+
+/// The mock payment provider: pays a confirmed order; idempotent.
+pub async fn pay(app: &App, id: &str, headers: &http::HeaderMap) -> Result<Resp, ApiError> {
+    let (record, status) = owned_order(app, id, headers).await?;
+    match status {
+        OrderStatus::Paid => return Ok(order_json(&record, status)),
+        OrderStatus::Confirmed => {}
+        other => return Err(not_payable(other)),
+    }
+    if now_ms() > record.pay_by_ms {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "order_expired",
+            "the payment window has closed",
+        ));
+    }
+    match app
+        .store
+        .set_status(&record.order_id, OrderStatus::Paid)
+        .await
+    {
+        Ok(StatusChange::Changed | StatusChange::Unchanged) => {
+            app.orders.advance(&record.order_id, OrderStatus::Paid);
+            Ok(order_json(&record, OrderStatus::Paid))
+        }
+        Ok(StatusChange::Refused { current }) => {
+            app.orders.advance(&record.order_id, current);
+            Err(not_payable(current))
+        }
+        Err(StoreError::NotFound(_)) => Err(not_payable(OrderStatus::Queued)),
+        Err(e) => {
+            tracing::warn!(error = %e, "paying an order failed");
+            Err(ApiError::unavailable("the order store is unavailable"))
+        }
+    }
 }

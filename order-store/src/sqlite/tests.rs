@@ -314,3 +314,38 @@ async fn closed_store_is_unavailable() -> TestResult {
     assert!(matches!(err, Err(StoreError::Unavailable(_))), "{err:?}");
     Ok(())
 }
+
+#[tokio::test]
+async fn status_changes_follow_the_state_machine() -> TestResult {
+    use engine::ports::StatusChange;
+    let (_dir, store) = open().await?;
+    let c = campaign("pay", 5)?;
+    store.insert_campaign(&c).await?;
+    let rec = order(&c, "alice")?;
+    let LogRecord::Order(o) = &rec;
+    let id = o.order_id.clone();
+    assert!(matches!(
+        store.set_status(&id, OrderStatus::Paid).await,
+        Err(StoreError::NotFound(_))
+    ));
+    store.write_batch(std::slice::from_ref(&rec), None).await?;
+    assert_eq!(
+        store.set_status(&id, OrderStatus::Paid).await?,
+        StatusChange::Changed
+    );
+    assert_eq!(
+        store.set_status(&id, OrderStatus::Paid).await?,
+        StatusChange::Unchanged
+    );
+    assert_eq!(
+        store.set_status(&id, OrderStatus::Expired).await?,
+        StatusChange::Refused {
+            current: OrderStatus::Paid
+        }
+    );
+    assert_eq!(
+        store.order(&id).await?.map(|o| o.status),
+        Some(OrderStatus::Paid)
+    );
+    Ok(())
+}
