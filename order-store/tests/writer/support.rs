@@ -142,6 +142,13 @@ impl OrderStore for FakeStore {
     async fn campaigns(&self) -> Result<Vec<Campaign>, StoreError> {
         Err(unused())
     }
+    async fn set_status(
+        &self,
+        _: &engine::OrderId,
+        _: engine::OrderStatus,
+    ) -> Result<engine::ports::StatusChange, StoreError> {
+        Err(unused())
+    }
     async fn write_batch(
         &self,
         records: &[LogRecord],
