@@ -95,9 +95,10 @@ async fn body_of(
     app: &App,
     req: Request<Incoming>,
 ) -> Result<(http::HeaderMap, bytes::Bytes), ApiError> {
-    let headers = req.headers().clone();
-    let body = web::read_body(req, app.limits.body_bytes_max.max(ADMIN_BODY_BYTES_MAX)).await?;
-    Ok((headers, body))
+    let (parts, body) = req.into_parts();
+    let limit = app.limits.body_bytes_max.max(ADMIN_BODY_BYTES_MAX);
+    let body = web::read_body(&parts.headers, body, limit).await?;
+    Ok((parts.headers, body))
 }
 
 /// Admin bodies may be larger than grab bodies (a token request for

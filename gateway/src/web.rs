@@ -53,9 +53,12 @@ pub fn error(e: &ApiError) -> Resp {
 
 /// Reads a body of at most `limit` bytes; refuses early on a larger
 /// declared length so an oversized upload is never buffered.
-pub async fn read_body(req: http::Request<Incoming>, limit: usize) -> Result<Bytes, ApiError> {
-    let declared = req
-        .headers()
+pub async fn read_body(
+    headers: &http::HeaderMap,
+    body: Incoming,
+    limit: usize,
+) -> Result<Bytes, ApiError> {
+    let declared = headers
         .get(CONTENT_LENGTH)
         .map(|v| {
             v.to_str()
@@ -67,7 +70,7 @@ pub async fn read_body(req: http::Request<Incoming>, limit: usize) -> Result<Byt
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(ApiError::payload_too_large(limit));
     }
-    match Limited::new(req.into_body(), limit).collect().await {
+    match Limited::new(body, limit).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(e) if e.is::<http_body_util::LengthLimitError>() => {
             Err(ApiError::payload_too_large(limit))

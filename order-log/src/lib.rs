@@ -100,9 +100,10 @@ pub struct Positioned {
     pub record: LogRecord,
 }
 
-#[cfg(test)]
-pub(crate) mod test_support {
-    //! Records for tests.
+#[doc(hidden)]
+pub mod test_support {
+    //! Sample records for this crate's unit and integration tests; tiny, so
+    //! it is compiled always rather than written twice.
 
     use engine::ports::LogRecord;
     use engine::{CampaignId, OrderId, OrderRecord, UserId};

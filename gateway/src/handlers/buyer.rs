@@ -52,11 +52,7 @@ pub async fn grab(
     req: hyper::Request<Incoming>,
 ) -> Result<Resp, ApiError> {
     let (parts, body) = req.into_parts();
-    let body = web::read_body(
-        hyper::Request::from_parts(parts.clone(), body),
-        app.limits.body_bytes_max,
-    )
-    .await?;
+    let body = web::read_body(&parts.headers, body, app.limits.body_bytes_max).await?;
     let _body: GrabBody = web::parse_json(&parts.headers, &body, true)?;
     let user = app
         .auth

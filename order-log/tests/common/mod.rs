@@ -3,25 +3,11 @@
 #![allow(dead_code)] // Each test binary uses a different subset.
 
 use engine::ports::LogRecord;
-use engine::{CampaignId, OrderId, OrderRecord, UserId};
 use order_log::{FileLog, FileLogConfig, Positioned};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-/// A distinct, valid order record for index `i`.
-pub fn record(i: u64) -> LogRecord {
-    let campaign_id = CampaignId::parse("c1").expect("valid campaign id");
-    let user_id = UserId::parse(&format!("user-{i}")).expect("valid user id");
-    LogRecord::Order(OrderRecord {
-        order_id: OrderId::derive(&campaign_id, &user_id, 1),
-        campaign_id,
-        user_id,
-        n: 1,
-        price_cents: 100,
-        created_at_ms: 1_700_000_000_000 + i,
-        pay_by_ms: 1_700_000_900_000 + i,
-    })
-}
+pub use order_log::test_support::record;
 
 /// The `i` that [`record`] was built from.
 pub fn index_of(record: &LogRecord) -> u64 {
