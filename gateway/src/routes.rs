@@ -44,6 +44,15 @@ async fn route(app: &Arc<App>, req: Request<Incoming>) -> Result<Resp, ApiError>
         ["admin", "v1", ..] => admin_route(app, req, &segs[2..], &method).await,
         ["items", file] if get => pages::item(app, file),
         ["static", file] if get => pages::asset(file),
+        // Browsers ask for it on every page; an empty answer keeps consoles clean.
+        ["favicon.ico"] if get => Ok(web::with_cache(
+            web::bytes(
+                http::StatusCode::NO_CONTENT,
+                "image/x-icon",
+                bytes::Bytes::new(),
+            ),
+            "public, max-age=86400",
+        )),
         ["healthz"]
         | ["readyz"]
         | ["metrics"]
