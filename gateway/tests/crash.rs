@@ -81,7 +81,7 @@ async fn kill_9_mid_sale_loses_no_acknowledged_order() {
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("data");
     // A slow writer keeps orders queued in the log at the moment of the kill.
-    let slow = ["--writer-rows-per-s", "100", "--writer-batch-rows", "20"];
+    let slow = ["--writer-rows-per-s", "20", "--writer-batch-rows", "10"];
     let server = Server::start(&data, &slow);
     server
         .create_campaign(json!({ "id": "crash", "stock": TOTAL }))
