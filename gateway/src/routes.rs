@@ -40,7 +40,11 @@ async fn route(app: &Arc<App>, req: Request<Incoming>) -> Result<Resp, ApiError>
         ["api", "v1", "campaigns", id] if get => buyer::campaign(app, id).await,
         ["api", "v1", "campaigns", id, "grab"] if post => buyer::grab(app, id, req).await,
         ["api", "v1", "orders", id] if get => buyer::order(app, id, req.headers()).await,
-        ["api", "v1", "orders", id, "pay"] if post => buyer::pay(app, id, req.headers()).await,
+        ["api", "v1", "orders", id, "pay"] if post => {
+            // The body is ignored, but read (bounded) so the connection stays reusable.
+            let (headers, _) = body_of(req, app.limits.body_bytes_max).await?;
+            buyer::pay(app, id, &headers).await
+        }
         ["admin", "v1", ..] => admin_route(app, req, &segs[2..], &method).await,
         ["items", file] if get => pages::item(app, file),
         ["static", file] if get => pages::asset(file),
@@ -61,6 +65,7 @@ async fn route(app: &Arc<App>, req: Request<Incoming>) -> Result<Resp, ApiError>
         | ["api", "v1", "campaigns", _]
         | ["api", "v1", "campaigns", _, "grab"]
         | ["api", "v1", "orders", _]
+        | ["api", "v1", "orders", _, "pay"]
         | ["items", _]
         | ["static", _] => Err(ApiError::method_not_allowed()),
         _ => Err(ApiError::not_found("not_found", "no such endpoint")),
@@ -77,22 +82,21 @@ async fn admin_route(
         .admin(req.headers().get(AUTHORIZATION).map(|v| v.as_bytes()))?;
     let get = *method == Method::GET;
     let post = *method == Method::POST;
+    let query = req.uri().query().map(str::to_string);
+    // Read every admin body (bounded), used or not, so a keep-alive
+    // connection stays usable after the answer.
+    let limit = app.limits.body_bytes_max.max(ADMIN_BODY_BYTES_MAX);
+    let (headers, body) = body_of(req, limit).await?;
     match segs {
         ["campaigns"] if get => admin::list(app).await,
-        ["campaigns"] if post => {
-            let (parts, body) = body_of(app, req).await?;
-            admin::create(app, &parts, &body).await
-        }
+        ["campaigns"] if post => admin::create(app, &headers, &body).await,
         ["campaigns", id, "stats"] if get => admin::stats(app, id).await,
-        ["campaigns", id, "orders"] if get => admin::orders(app, id, req.uri().query()).await,
+        ["campaigns", id, "orders"] if get => admin::orders(app, id, query.as_deref()).await,
         ["campaigns", id, "preload"] if post => admin::preload(app, id).await,
         ["campaigns", id, action @ ("pause" | "resume" | "stop")] if post => {
             admin::control(app, id, action).await
         }
-        ["tokens"] if post => {
-            let (parts, body) = body_of(app, req).await?;
-            admin::tokens(app, &parts, &body)
-        }
+        ["tokens"] if post => admin::tokens(app, &headers, &body),
         ["campaigns"]
         | ["campaigns", _, "stats" | "orders" | "preload" | "pause" | "resume" | "stop"]
         | ["tokens"] => Err(ApiError::method_not_allowed()),
@@ -101,11 +105,10 @@ async fn admin_route(
 }
 
 async fn body_of(
-    app: &App,
     req: Request<Incoming>,
+    limit: usize,
 ) -> Result<(http::HeaderMap, bytes::Bytes), ApiError> {
     let (parts, body) = req.into_parts();
-    let limit = app.limits.body_bytes_max.max(ADMIN_BODY_BYTES_MAX);
     let body = web::read_body(&parts.headers, body, limit).await?;
     Ok((parts.headers, body))
 }

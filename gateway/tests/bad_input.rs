@@ -52,7 +52,7 @@ struct Case {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_gets_contract_errors_and_server_stays_healthy() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let server = Server::start(&dir.path().join("data"), &[]);
+    let server = Server::start(&dir.path().join("data"), &[]).without_connection_reuse();
     let now = now_ms();
     server
         .create_campaign(json!({ "id": "live", "stock": 5 }))

@@ -97,6 +97,17 @@ impl Server {
         }
     }
 
+    /// Uses a new connection per request. For tests whose requests the
+    /// server answers without reading the body (413, 401 before the body):
+    /// it then closes the connection, and a pooled client could race that
+    /// close with its next request.
+    pub fn without_connection_reuse(mut self) -> Self {
+        self.client = Client::builder(TokioExecutor::new())
+            .pool_max_idle_per_host(0)
+            .build(HttpConnector::new());
+        self
+    }
+
     pub async fn call(
         &self,
         method: &str,
