@@ -1,10 +1,13 @@
 //! Atomic stock pre-deduction: the backends of the `StockLedger` port.
 //!
-//! `MemLedger` is the embedded default (one process). Every backend must pass
-//! the same contract suite in [`contract`], which is public so that each
-//! backend's tests (and later crates' backends) run it unchanged.
+//! `MemLedger` is the embedded default (one process); `RedisLedger` is the
+//! production backend shared by many gateways (single Redis or Redis
+//! Cluster). Every backend must pass the same contract suite in
+//! [`contract`], which is public so each backend's tests run it unchanged.
 
 pub mod contract;
 mod mem;
+mod redis_ledger;
 
 pub use mem::{MemLedger, MemLedgerConfig};
+pub use redis_ledger::{RedisClusterConn, RedisConn, RedisLedger};
