@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-echo "== services (Redis for the ledger contract suite)"
+echo "== services (Redis and a Redis Cluster for the ledger contract suites)"
 bash scripts/services.sh up
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
