@@ -10,6 +10,7 @@ pub mod campaign;
 pub mod ids;
 pub mod order;
 pub mod ports;
+pub mod reconcile;
 
 pub use admission::{admit, Rejection};
 pub use campaign::{Campaign, CampaignSpec, CampaignState, Control, SpecError};

@@ -85,6 +85,10 @@ pub trait StockLedger: Send + Sync + 'static {
     fn sold_out_hint(&self, campaign: &CampaignId) -> bool;
 
     async fn snapshot(&self, campaign: &CampaignId) -> Result<Option<LedgerSnapshot>, LedgerError>;
+
+    /// Every active hold of a campaign (for reconciliation); `None` when the
+    /// campaign is not loaded.
+    async fn holds(&self, campaign: &CampaignId) -> Result<Option<Vec<Hold>>, LedgerError>;
 }
 
 // ---------------------------------------------------------------- order log

@@ -186,6 +186,33 @@ pub async fn restore_rebuilds_from_holds(l: Arc<dyn StockLedger>) {
     );
 }
 
+/// The ledger lists exactly its active holds, for reconciliation.
+pub async fn lists_active_holds(l: Arc<dyn StockLedger>) {
+    let c = unique_campaign("holds");
+    assert_eq!(l.holds(&c).await.expect("holds"), None, "not loaded");
+    l.load(&c, 5).await.expect("load");
+    for i in 0..3 {
+        reserve(&*l, &c, &user(i), 2).await;
+    }
+    reserve(&*l, &c, &user(0), 2).await;
+    assert!(l.release(&c, &user(1), 1).await.expect("release"));
+    let mut got: Vec<(String, u32)> = l
+        .holds(&c)
+        .await
+        .expect("holds")
+        .expect("loaded")
+        .into_iter()
+        .map(|h| (h.user.to_string(), h.n))
+        .collect();
+    got.sort();
+    let want = vec![
+        ("u0".to_string(), 1),
+        ("u0".to_string(), 2),
+        ("u2".to_string(), 1),
+    ];
+    assert_eq!(got, want);
+}
+
 /// 1,000 users, 3 attempts each, concurrently, for 100 units.
 pub async fn concurrent_buyers_never_oversell(l: Arc<dyn StockLedger>) {
     let c = unique_campaign("crowd");
@@ -304,6 +331,7 @@ macro_rules! ledger_contract_tests {
             unknown_campaign_is_not_loaded,
             load_is_idempotent,
             restore_rebuilds_from_holds,
+            lists_active_holds,
             concurrent_buyers_never_oversell,
             one_user_racing_themselves_gets_one,
             releases_racing_buyers_leave_no_stranded_stock

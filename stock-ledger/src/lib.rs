@@ -10,4 +10,4 @@ mod mem;
 mod redis_ledger;
 
 pub use mem::{MemLedger, MemLedgerConfig};
-pub use redis_ledger::{RedisClusterConn, RedisConn, RedisLedger};
+pub use redis_ledger::{RedisClusterConn, RedisConn, RedisLedger, RedisLedgerConfig, BUCKETS_MAX};

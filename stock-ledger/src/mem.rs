@@ -279,6 +279,24 @@ impl StockLedger for MemLedger {
             .is_some_and(|s| s.sold_out.load(Ordering::Relaxed))
     }
 
+    async fn holds(&self, campaign: &CampaignId) -> Result<Option<Vec<Hold>>, LedgerError> {
+        Ok(self.stock(campaign).map(|s| {
+            s.users
+                .iter()
+                .flat_map(|e| {
+                    let user = e.key().clone();
+                    e.active
+                        .iter()
+                        .map(move |&n| Hold {
+                            user: user.clone(),
+                            n,
+                        })
+                        .collect::<Vec<_>>()
+                })
+                .collect()
+        }))
+    }
+
     async fn snapshot(&self, campaign: &CampaignId) -> Result<Option<LedgerSnapshot>, LedgerError> {
         Ok(self.stock(campaign).map(|s| {
             let remaining = s.remaining();

@@ -4,7 +4,7 @@
 //! the unique campaign ids spread the tests over all three nodes.
 //! No skipping: without the cluster this test fails.
 
-use stock_ledger::{RedisClusterConn, RedisLedger};
+use stock_ledger::{RedisClusterConn, RedisLedger, RedisLedgerConfig};
 
 async fn ledger() -> RedisLedger<RedisClusterConn> {
     let nodes: Vec<String> = std::env::var("SECKILL_REDIS_CLUSTER")
@@ -18,7 +18,13 @@ async fn ledger() -> RedisLedger<RedisClusterConn> {
     let conn = client.get_async_connection().await.unwrap_or_else(|e| {
         panic!("the Redis Cluster at {nodes:?} is required (scripts/services.sh up): {e}")
     });
-    RedisLedger::new(conn, "seckill-test")
+    RedisLedger::new(
+        conn,
+        RedisLedgerConfig {
+            prefix: "seckill-test".into(),
+            buckets: 1,
+        },
+    )
 }
 
 stock_ledger::ledger_contract_tests!(|| ledger());

@@ -2,7 +2,7 @@
 //! the machine, or by `scripts/services.sh up`). `SECKILL_REDIS_URL`
 //! overrides the address. No skipping: without Redis this test fails.
 
-use stock_ledger::{RedisConn, RedisLedger};
+use stock_ledger::{RedisConn, RedisLedger, RedisLedgerConfig};
 
 async fn ledger() -> RedisLedger<RedisConn> {
     let url =
@@ -12,7 +12,13 @@ async fn ledger() -> RedisLedger<RedisConn> {
         .get_multiplexed_async_connection()
         .await
         .unwrap_or_else(|e| panic!("Redis at {url} is required for this test: {e}"));
-    RedisLedger::new(conn, "seckill-test")
+    RedisLedger::new(
+        conn,
+        RedisLedgerConfig {
+            prefix: "seckill-test".into(),
+            buckets: 1,
+        },
+    )
 }
 
 stock_ledger::ledger_contract_tests!(|| ledger());
