@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-echo "== services (Redis and a Redis Cluster for the ledger contract suites)"
+echo "== services (Redis, Redis Cluster, MariaDB, Kafka-API broker)"
 bash scripts/services.sh up
 echo "== cargo fmt --check"
 cargo fmt --all -- --check

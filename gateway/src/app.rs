@@ -51,6 +51,9 @@ pub struct App {
     /// False once the order writer has stopped on an error: orders then stay
     /// queued (durable in the log) until a restart, and `/readyz` says so.
     pub writer_running: std::sync::atomic::AtomicBool,
+    /// True when many gateways share the ledger (production): this
+    /// gateway's own counters then say nothing about campaign-wide sales.
+    pub shared_ledger: bool,
 }
 
 /// The embedded default: the app plus the pieces it must stop in order.
@@ -101,6 +104,7 @@ impl Embedded {
             admin_token_generated: cfg.admin_token.is_none(),
             cdn_dir: cfg.data_dir.join("cdn"),
             writer_running: std::sync::atomic::AtomicBool::new(true),
+            shared_ledger: false,
         });
 
         for c in store.campaigns().await.context("loading campaigns")? {

@@ -1,11 +1,21 @@
-//! Settings of `seckill serve`, with their defaults and bounds.
+//! Settings of `seckill serve` and `seckill writer`: one TOML file
+//! (`--config`), overridden by flags and `SECKILL_*` environment variables,
+//! validated at start with errors that name the key.
+//!
+//! Two profiles exist, chosen by the backends: the embedded default
+//! (memory ledger, file log, SQLite, one process) and production (Redis
+//! ledger, Kafka log, MySQL store, many gateways). Mixing them is refused:
+//! a per-process file log beside a shared Redis ledger would let one
+//! gateway's restart rebuild shared stock from a partial log.
 
 use order_store::WriterConfig;
+use serde::Deserialize;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// Limits on what clients may make the server hold.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct Limits {
     /// Largest request body accepted, in bytes.
     pub body_bytes_max: usize,
@@ -15,7 +25,7 @@ pub struct Limits {
     pub connections_max: usize,
     /// Grabs between admission and answer at most; past it, 503 `overloaded`.
     pub grabs_inflight_max: usize,
-    /// Time in-flight requests get to finish after a shutdown signal.
+    /// Time in-flight requests (and the writer's final drain) get after a shutdown signal.
     pub shutdown_grace_ms: u64,
 }
 
@@ -31,7 +41,41 @@ impl Default for Limits {
     }
 }
 
-/// Everything the embedded default needs.
+/// Where the shared stock lives in production.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RedisTarget {
+    Single(String),
+    Cluster(Vec<String>),
+}
+
+/// The production backends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Production {
+    pub redis: RedisTarget,
+    pub redis_key_prefix: String,
+    /// Buckets per campaign loaded from now on (1 = no split; hot campaigns more).
+    pub redis_buckets: u32,
+    /// How often a gateway re-reads sold-out flags and campaign changes.
+    pub refresh_ms: u64,
+    pub kafka_brokers: String,
+    pub kafka_topic: String,
+    pub kafka_partitions: i32,
+    pub kafka_delivery_wait_ms: u64,
+    pub kafka_message_timeout_ms: u64,
+    pub kafka_group_id: String,
+    pub kafka_dead_letter_topic: String,
+    pub mysql_url: String,
+    pub mysql_pool_max: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Backends {
+    /// Memory ledger, file log and SQLite under `data_dir`.
+    Embedded,
+    Production(Box<Production>),
+}
+
+/// Everything a process needs, resolved and validated.
 #[derive(Debug, Clone)]
 pub struct ServeConfig {
     pub listen: SocketAddr,
@@ -40,9 +84,104 @@ pub struct ServeConfig {
     pub demo: bool,
     pub limits: Limits,
     pub writer: WriterConfig,
+    pub backends: Backends,
     /// HS256 secret for buyer tokens; generated and kept in the data
     /// directory when absent, so tokens survive a restart.
     pub jwt_secret: Option<String>,
     /// The operator credential; generated per start when absent.
     pub admin_token: Option<String>,
 }
+
+/// A configuration problem, naming the key.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {reason}")]
+    Read { path: String, reason: String },
+    #[error("config file {path}: {reason}")]
+    Parse { path: String, reason: String },
+    #[error("{key}: {reason}")]
+    Invalid { key: &'static str, reason: String },
+}
+
+pub(crate) fn invalid_key(key: &'static str, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key,
+        reason: reason.into(),
+    }
+}
+
+/// The TOML file, section by section; every key is optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FileConfig {
+    pub listen: Option<SocketAddr>,
+    pub data_dir: Option<PathBuf>,
+    pub demo: Option<bool>,
+    pub limits: Limits,
+    pub writer: WriterSection,
+    pub ledger: LedgerSection,
+    pub order_log: LogSection,
+    pub order_store: StoreSection,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WriterSection {
+    pub batch_rows_max: Option<usize>,
+    pub batch_interval_ms: Option<u64>,
+    pub rows_per_s_max: Option<u32>,
+    pub group_id: Option<String>,
+    pub dead_letter_topic: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LedgerSection {
+    /// `memory` (default) or `redis`.
+    pub backend: Option<String>,
+    pub redis_url: Option<String>,
+    pub redis_cluster: Option<Vec<String>>,
+    pub key_prefix: Option<String>,
+    pub buckets: Option<u32>,
+    pub refresh_ms: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogSection {
+    /// `file` (default) or `kafka`.
+    pub backend: Option<String>,
+    pub brokers: Option<String>,
+    pub topic: Option<String>,
+    pub partitions: Option<i32>,
+    pub delivery_wait_ms: Option<u64>,
+    pub message_timeout_ms: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreSection {
+    /// `sqlite` (default) or `mysql`.
+    pub backend: Option<String>,
+    pub mysql_url: Option<String>,
+    pub pool_max: Option<u32>,
+}
+
+impl FileConfig {
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        })?;
+        Self::parse(&text, &path.display().to_string())
+    }
+
+    pub fn parse(text: &str, path: &str) -> Result<Self, ConfigError> {
+        toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_string(),
+            reason: e.to_string(),
+        })
+    }
+}
+
+pub use crate::config_resolve::{resolve, Overrides};

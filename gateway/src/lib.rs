@@ -6,10 +6,13 @@
 pub mod app;
 pub mod auth;
 pub mod config;
+mod config_resolve;
 pub mod error;
 pub mod handlers;
 pub mod orders;
 pub mod pages;
+pub mod production;
+pub mod reconcile;
 pub mod registry;
 pub mod routes;
 pub mod server;

@@ -2,11 +2,12 @@
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
-use gateway::app::{Embedded, DEMO_CAMPAIGN};
-use gateway::config::{Limits, ServeConfig};
-use order_store::WriterConfig;
+use gateway::app::{App, Embedded, DEMO_CAMPAIGN};
+use gateway::config::{resolve, Backends, FileConfig, Overrides, Production, ServeConfig};
+use gateway::production::ProductionGateway;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 #[derive(Debug, Parser)]
 #[command(name = "seckill", version, about = "A flash-sale engine")]
@@ -17,42 +18,112 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run the gateway (embedded default: memory ledger, file log, SQLite).
+    /// Run the gateway (embedded default: memory ledger, file log, SQLite;
+    /// production with --config: Redis, Kafka, MySQL).
     Serve(ServeArgs),
+    /// Production only: move orders from Kafka to MySQL (a consumer group
+    /// member; run several).
+    Writer(ServeArgs),
+    /// Production only: compare a campaign's ledger with its durable orders;
+    /// `--repair` rebuilds the ledger from the orders.
+    Reconcile(ReconcileArgs),
+}
+
+#[derive(Debug, Args)]
+struct ReconcileArgs {
+    #[command(flatten)]
+    common: ServeArgs,
+    /// The campaign to reconcile.
+    #[arg(long)]
+    campaign: String,
+    /// Rebuild the ledger from the durable orders when they differ.
+    #[arg(long)]
+    repair: bool,
+    /// Run even though the campaign is live.
+    #[arg(long)]
+    force: bool,
 }
 
 #[derive(Debug, Args)]
 struct ServeArgs {
-    /// Address to listen on.
-    #[arg(long, env = "SECKILL_LISTEN", default_value = "127.0.0.1:8080")]
-    listen: SocketAddr,
-    /// Directory for the order log, the SQLite store and the JWT secret.
-    #[arg(long, env = "SECKILL_DATA_DIR", default_value = "./data")]
-    data_dir: PathBuf,
+    /// TOML config file (see config/production.toml); flags and env override it.
+    #[arg(long, env = "SECKILL_CONFIG")]
+    config: Option<PathBuf>,
+    /// Address to listen on [default: 127.0.0.1:8080].
+    #[arg(long, env = "SECKILL_LISTEN")]
+    listen: Option<SocketAddr>,
+    /// Directory for the order log, the SQLite store and the JWT secret [default: ./data].
+    #[arg(long, env = "SECKILL_DATA_DIR")]
+    data_dir: Option<PathBuf>,
     /// Do not create the demo campaign.
     #[arg(long)]
     no_demo: bool,
-    /// Rows per batch of the order writer.
-    #[arg(long, env = "SECKILL_WRITER_BATCH_ROWS", default_value_t = WriterConfig::default().batch_rows_max)]
-    writer_batch_rows: usize,
-    /// Longest wait before a partial batch is written, in milliseconds.
-    #[arg(long, env = "SECKILL_WRITER_BATCH_INTERVAL_MS", default_value_t = WriterConfig::default().batch_interval_ms)]
-    writer_batch_interval_ms: u64,
-    /// Ceiling on rows written to the store per second.
-    #[arg(long, env = "SECKILL_WRITER_ROWS_PER_S", default_value_t = WriterConfig::default().rows_per_s_max)]
-    writer_rows_per_s: u32,
-    /// Most open connections.
-    #[arg(long, env = "SECKILL_CONNECTIONS_MAX", default_value_t = Limits::default().connections_max)]
-    connections_max: usize,
-    /// Time a client has to send a request's headers, in milliseconds.
-    #[arg(long, env = "SECKILL_HEADER_READ_TIMEOUT_MS", default_value_t = Limits::default().header_read_timeout_ms)]
-    header_read_timeout_ms: u64,
-    /// Largest grab request body, in bytes.
-    #[arg(long, env = "SECKILL_BODY_BYTES_MAX", default_value_t = Limits::default().body_bytes_max)]
-    body_bytes_max: usize,
-    /// Most grabs in flight before shedding with 503 overloaded.
-    #[arg(long, env = "SECKILL_GRABS_INFLIGHT_MAX", default_value_t = Limits::default().grabs_inflight_max)]
-    grabs_inflight_max: usize,
+    /// Rows per batch of the order writer [default: 500].
+    #[arg(long, env = "SECKILL_WRITER_BATCH_ROWS")]
+    writer_batch_rows: Option<usize>,
+    /// Longest wait before a partial batch is written, in milliseconds [default: 20].
+    #[arg(long, env = "SECKILL_WRITER_BATCH_INTERVAL_MS")]
+    writer_batch_interval_ms: Option<u64>,
+    /// Ceiling on rows written to the store per second [default: 10000].
+    #[arg(long, env = "SECKILL_WRITER_ROWS_PER_S")]
+    writer_rows_per_s: Option<u32>,
+    /// Most open connections [default: 20000].
+    #[arg(long, env = "SECKILL_CONNECTIONS_MAX")]
+    connections_max: Option<usize>,
+    /// Time a client has to send a request's headers, in milliseconds [default: 5000].
+    #[arg(long, env = "SECKILL_HEADER_READ_TIMEOUT_MS")]
+    header_read_timeout_ms: Option<u64>,
+    /// Largest grab request body, in bytes [default: 4096].
+    #[arg(long, env = "SECKILL_BODY_BYTES_MAX")]
+    body_bytes_max: Option<usize>,
+    /// Most grabs in flight before shedding with 503 overloaded [default: 20000].
+    #[arg(long, env = "SECKILL_GRABS_INFLIGHT_MAX")]
+    grabs_inflight_max: Option<usize>,
+    /// Redis URL of the production ledger (overrides ledger.redis_url).
+    #[arg(long, env = "SECKILL_REDIS_URL")]
+    redis_url: Option<String>,
+    /// Kafka bootstrap servers (overrides order_log.brokers).
+    #[arg(long, env = "SECKILL_KAFKA_BROKERS")]
+    kafka_brokers: Option<String>,
+    /// MySQL URL of the production store (overrides order_store.mysql_url).
+    #[arg(long, env = "SECKILL_MYSQL_URL")]
+    mysql_url: Option<String>,
+    /// Kafka topic of the order log (overrides order_log.topic).
+    #[arg(long, env = "SECKILL_KAFKA_TOPIC")]
+    kafka_topic: Option<String>,
+    /// Consumer group of the writers (overrides writer.group_id).
+    #[arg(long, env = "SECKILL_KAFKA_GROUP")]
+    kafka_group: Option<String>,
+}
+
+impl ServeArgs {
+    /// Reads the file (if any) and applies flags and env over it.
+    fn resolve(self) -> anyhow::Result<ServeConfig> {
+        let file = match &self.config {
+            Some(path) => FileConfig::load(path)?,
+            None => FileConfig::default(),
+        };
+        let overrides = Overrides {
+            listen: self.listen,
+            data_dir: self.data_dir,
+            no_demo: self.no_demo,
+            connections_max: self.connections_max,
+            grabs_inflight_max: self.grabs_inflight_max,
+            header_read_timeout_ms: self.header_read_timeout_ms,
+            body_bytes_max: self.body_bytes_max,
+            writer_batch_rows: self.writer_batch_rows,
+            writer_batch_interval_ms: self.writer_batch_interval_ms,
+            writer_rows_per_s: self.writer_rows_per_s,
+            redis_url: self.redis_url,
+            kafka_brokers: self.kafka_brokers,
+            mysql_url: self.mysql_url,
+            kafka_topic: self.kafka_topic,
+            kafka_group: self.kafka_group,
+            jwt_secret: std::env::var("SECKILL_JWT_SECRET").ok(),
+            admin_token: std::env::var("SECKILL_ADMIN_TOKEN").ok(),
+        };
+        Ok(resolve(file, overrides)?)
+    }
 }
 
 fn main() -> anyhow::Result<()> {
@@ -70,63 +141,134 @@ fn main() -> anyhow::Result<()> {
         .context("starting the tokio runtime")?;
     match cli.command {
         Command::Serve(args) => runtime.block_on(serve(args)),
+        Command::Writer(args) => runtime.block_on(writer(args)),
+        Command::Reconcile(args) => runtime.block_on(reconcile(args)),
     }
 }
 
+fn production(cfg: &ServeConfig, what: &str) -> anyhow::Result<Production> {
+    match &cfg.backends {
+        Backends::Production(p) => Ok((**p).clone()),
+        Backends::Embedded => anyhow::bail!(
+            "`seckill {what}` needs the production profile (--config with redis/kafka/mysql); \
+             the embedded default runs its writer inside `seckill serve`"
+        ),
+    }
+}
+
+async fn writer(args: ServeArgs) -> anyhow::Result<()> {
+    let cfg = args.resolve()?;
+    let p = production(&cfg, "writer")?;
+    println!(
+        "seckill writer draining {} into MySQL (group {})",
+        p.kafka_topic, p.kafka_group_id
+    );
+    let stats = gateway::production::run_writer(&cfg, &p, shutdown_signal()).await?;
+    println!(
+        "seckill writer stopped: {} batches, {} rows ({} duplicates), {} dead-lettered",
+        stats.batches, stats.rows, stats.duplicates, stats.dead_lettered
+    );
+    Ok(())
+}
+
+async fn reconcile(args: ReconcileArgs) -> anyhow::Result<()> {
+    let cfg = args.common.resolve()?;
+    let p = production(&cfg, "reconcile")?;
+    let campaign = engine::CampaignId::parse(&args.campaign)?;
+    let r = gateway::reconcile::reconcile(&p, &campaign, args.repair, args.force).await?;
+    let d = &r.diff;
+    println!(
+        "campaign {campaign}: stock {}, durable orders {}, ledger holds {}{}",
+        d.stock_total,
+        d.durable,
+        d.held,
+        if r.ledger_was_loaded {
+            ""
+        } else {
+            " (ledger lost this campaign)"
+        }
+    );
+    println!(
+        "holds without a durable order (released by --repair): {}",
+        d.holds_without_record.len()
+    );
+    for h in &d.holds_without_record {
+        println!("  - {} #{}", h.user, h.n);
+    }
+    println!(
+        "durable orders without a hold (restored by --repair): {}",
+        d.records_without_hold.len()
+    );
+    for h in &d.records_without_hold {
+        println!("  + {} #{}", h.user, h.n);
+    }
+    if r.repaired {
+        println!(
+            "repaired: ledger rebuilt, {} units remaining",
+            d.remaining_after_repair()
+        );
+    } else if d.is_clean() && r.ledger_was_loaded {
+        println!("clean: nothing to repair");
+    } else {
+        println!("not repaired (pass --repair)");
+        std::process::exit(3);
+    }
+    Ok(())
+}
+
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let cfg = ServeConfig {
-        listen: args.listen,
-        data_dir: args.data_dir,
-        demo: !args.no_demo,
-        limits: Limits {
-            connections_max: args.connections_max,
-            grabs_inflight_max: args.grabs_inflight_max,
-            header_read_timeout_ms: args.header_read_timeout_ms,
-            body_bytes_max: args.body_bytes_max,
-            ..Limits::default()
-        },
-        writer: WriterConfig {
-            batch_rows_max: args.writer_batch_rows,
-            batch_interval_ms: args.writer_batch_interval_ms,
-            rows_per_s_max: args.writer_rows_per_s,
-            ..WriterConfig::default()
-        },
-        jwt_secret: std::env::var("SECKILL_JWT_SECRET").ok(),
-        admin_token: std::env::var("SECKILL_ADMIN_TOKEN").ok(),
-    };
-    let embedded = Embedded::open(&cfg).await?;
-    let listener = tokio::net::TcpListener::bind(cfg.listen)
-        .await
-        .with_context(|| format!("binding {}", cfg.listen))?;
-    let addr = listener.local_addr()?;
-    announce(&embedded, addr, &cfg)?;
-    gateway::server::run(
-        listener,
-        std::sync::Arc::clone(&embedded.app),
-        shutdown_signal(),
-    )
-    .await;
-    embedded.shutdown().await;
+    let cfg = args.resolve()?;
+    if let Backends::Production(p) = &cfg.backends {
+        let node = ProductionGateway::open(&cfg, p).await?;
+        let listener = bind(&cfg).await?;
+        announce(&node.app, &node.admin_token, listener.local_addr()?, &cfg)?;
+        gateway::server::run(listener, Arc::clone(&node.app), shutdown_signal()).await;
+        node.shutdown().await;
+    } else {
+        let embedded = Embedded::open(&cfg).await?;
+        let listener = bind(&cfg).await?;
+        announce(
+            &embedded.app,
+            &embedded.admin_token,
+            listener.local_addr()?,
+            &cfg,
+        )?;
+        gateway::server::run(listener, Arc::clone(&embedded.app), shutdown_signal()).await;
+        embedded.shutdown().await;
+    }
     println!("seckill stopped cleanly");
     Ok(())
 }
 
+async fn bind(cfg: &ServeConfig) -> anyhow::Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(cfg.listen)
+        .await
+        .with_context(|| format!("binding {}", cfg.listen))
+}
+
 /// Prints what a newcomer needs: the address, the admin token (when it was
 /// generated) and a ready-to-open demo page with a buyer token.
-fn announce(embedded: &Embedded, addr: SocketAddr, cfg: &ServeConfig) -> anyhow::Result<()> {
+fn announce(
+    app: &App,
+    admin_token: &str,
+    addr: SocketAddr,
+    cfg: &ServeConfig,
+) -> anyhow::Result<()> {
     use std::io::Write;
-    let app = &embedded.app;
     let mut out = std::io::stdout().lock();
     writeln!(out, "seckill listening on http://{addr}")?;
     writeln!(out, "data directory: {}", cfg.data_dir.display())?;
     if app.admin_token_generated {
         writeln!(
             out,
-            "admin token (generated; set SECKILL_ADMIN_TOKEN to choose one): {}",
-            embedded.admin_token
+            "admin token (generated; set SECKILL_ADMIN_TOKEN to choose one): {admin_token}"
         )?;
     }
-    if cfg.demo {
+    let demo_exists = engine::CampaignId::parse(DEMO_CAMPAIGN)
+        .ok()
+        .and_then(|id| app.registry.get(&id))
+        .is_some();
+    if cfg.demo && demo_exists {
         let user = engine::UserId::parse("demo-buyer")?;
         let token = app
             .auth

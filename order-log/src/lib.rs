@@ -12,6 +12,8 @@
 //! - `writer`: the group-commit thread and its failure semantics.
 //! - `log`: [`FileLog`], the handle callers share as `Arc<FileLog>`.
 //! - `reader`: [`FileLogReader`], which follows the durable end.
+//! - [`kafka`]: the production backend, [`KafkaLog`] (producer) and
+//!   [`KafkaSource`] (consumer group), on a Kafka-API broker.
 //!
 //! **Architecture Invariant:** bytes past [`FileLog::durable_end`] are never
 //! handed to anyone: they may be half-written. Readers stop at the durable end
@@ -23,12 +25,16 @@
 //! guarantee it.
 
 pub mod frame;
+pub mod kafka;
 mod log;
 mod reader;
 mod recover;
 mod writer;
 
 pub use frame::{FRAME_HEADER_LEN, RECORD_PAYLOAD_LEN_MAX};
+pub use kafka::{
+    KafkaLog, KafkaLogConfig, KafkaSource, KafkaSourceConfig, OnSettled, Poison, Settled, Sourced,
+};
 pub use log::FileLog;
 pub use reader::FileLogReader;
 
@@ -83,6 +89,10 @@ pub enum LogError {
     /// The configuration cannot work.
     #[error("invalid order log config: {0}")]
     Config(&'static str),
+    /// The Kafka client or broker refused an operation (unreachable broker,
+    /// failed commit, unacknowledged dead letter); retrying later may help.
+    #[error("kafka order log: {0}")]
+    Kafka(String),
 }
 
 impl LogError {

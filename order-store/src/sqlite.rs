@@ -6,22 +6,22 @@
 //! commits together with the log position it came from, so a replay after a
 //! crash is absorbed instead of written twice.
 
-mod rows;
 mod status;
 #[cfg(test)]
 mod tests;
 
+use crate::sql::batch::{self, unknown_campaign, wall_clock_ms, Prepared, Tally};
+use crate::sql::rows::{self, db_err, get_u64, is_unique_violation, to_i64, OrderRow};
 use async_trait::async_trait;
 use engine::ports::{BatchReport, Checkpoint, LogRecord, OrderStore, StatusChange, StoreError};
 use engine::{Campaign, CampaignId, Control, Order, OrderId, OrderStatus};
-use rows::{db_err, get_u64, is_unique_violation, to_i64, OrderRow};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 use sqlx::{QueryBuilder, Sqlite, Transaction};
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 /// Connections in the pool. SQLite has a single writer anyway; a few
 /// connections let operator reads proceed while the writer holds the lock.
@@ -71,25 +71,6 @@ impl SqliteStore {
     pub async fn close(&self) {
         self.pool.close().await;
     }
-}
-
-/// Milliseconds since the Unix epoch, for `updated_at_ms`. This adapter may
-/// read the clock (the engine may not); a clock before 1970 reads as 0.
-fn wall_clock_ms() -> i64 {
-    let ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis())
-        .unwrap_or(0);
-    i64::try_from(ms).unwrap_or(i64::MAX)
-}
-
-/// Per-campaign facts a batch is checked against, and what it inserted.
-#[derive(Debug)]
-struct Tally {
-    stock_total: u64,
-    sold: u64,
-    per_user_limit: u32,
-    inserted: u64,
 }
 
 #[async_trait]
@@ -157,17 +138,7 @@ impl OrderStore for SqliteStore {
         if records.is_empty() && checkpoint.is_none() {
             return Ok(BatchReport::default());
         }
-        // Convert before the transaction so an unstorable value fails cleanly.
-        let rows: Vec<OrderRow<'_>> = records
-            .iter()
-            .map(|r| match r {
-                LogRecord::Order(o) => OrderRow::new(o),
-            })
-            .collect::<Result<_, _>>()?;
-        let position = match checkpoint {
-            Some(cp) => Some((cp.source, to_i64(cp.position, "checkpoint position")?)),
-            None => None,
-        };
+        let batch = Prepared::new(records, checkpoint)?;
         // IMMEDIATE takes the write lock up front: a deferred transaction that
         // reads first and then writes can fail with SQLITE_BUSY without waiting.
         let mut tx = self
@@ -175,22 +146,8 @@ impl OrderStore for SqliteStore {
             .begin_with("BEGIN IMMEDIATE")
             .await
             .map_err(|e| db_err("starting a batch", e))?;
-        match write_in_tx(&mut tx, &rows, position).await {
-            Ok(report) => {
-                tx.commit()
-                    .await
-                    .map_err(|e| db_err("committing a batch", e))?;
-                Ok(report)
-            }
-            Err(e) => {
-                if let Err(rb) = tx.rollback().await {
-                    // The connection is discarded or rolled back on drop anyway;
-                    // the error that matters to the caller is the first one.
-                    tracing::warn!(error = %rb, "rolling back a failed batch");
-                }
-                Err(e)
-            }
-        }
+        let outcome = write_in_tx(&mut tx, &batch).await;
+        batch::finish(tx, outcome).await
     }
 
     async fn checkpoint(&self, source: &str) -> Result<Option<u64>, StoreError> {
@@ -240,14 +197,7 @@ impl OrderStore for SqliteStore {
         .fetch_all(&self.pool)
         .await
         .map_err(|e| db_err("counting orders", e))?;
-        found
-            .iter()
-            .map(|r| {
-                let status: String =
-                    sqlx::Row::try_get(r, "status").map_err(|e| db_err("reading a row", e))?;
-                Ok((rows::parse_status(&status)?, get_u64(r, "count")?))
-            })
-            .collect()
+        found.iter().map(rows::status_count_from_row).collect()
     }
 
     async fn sold(&self, campaign: &CampaignId) -> Result<u64, StoreError> {
@@ -272,18 +222,17 @@ impl OrderStore for SqliteStore {
 /// The body of `write_batch`; the caller commits on `Ok` and rolls back on `Err`.
 async fn write_in_tx(
     tx: &mut Transaction<'static, Sqlite>,
-    rows: &[OrderRow<'_>],
-    checkpoint: Option<(&str, i64)>,
+    batch: &Prepared<'_>,
 ) -> Result<BatchReport, StoreError> {
-    let mut tallies = load_tallies(tx, rows).await?;
+    let mut tallies = load_tallies(tx, &batch.rows).await?;
     let updated_at_ms = wall_clock_ms();
     let status = OrderStatus::Confirmed.as_str();
     let mut inserted_total = 0u64;
-    for chunk in rows.chunks(INSERT_CHUNK_ROWS) {
-        let mut qb: QueryBuilder<'_, Sqlite> = QueryBuilder::new(
-            "INSERT INTO orders (order_id, campaign_id, user_id, n, price_cents, \
-             created_at_ms, pay_by_ms, status, updated_at_ms) ",
-        );
+    for chunk in batch.rows.chunks(INSERT_CHUNK_ROWS) {
+        let mut qb: QueryBuilder<'_, Sqlite> = QueryBuilder::new(format!(
+            "INSERT INTO orders ({}) ",
+            rows::INSERT_ORDER_COLUMNS
+        ));
         qb.push_values(chunk, |mut b, r| {
             b.push_bind(r.order_id)
                 .push_bind(r.campaign_id)
@@ -316,22 +265,18 @@ async fn write_in_tx(
     }
     for (campaign, t) in tallies.iter().filter(|(_, t)| t.inserted > 0) {
         let add = to_i64(t.inserted, "inserted orders")?;
-        let done = sqlx::query(
-            "UPDATE campaigns SET sold = sold + ?1 WHERE id = ?2 AND sold + ?1 <= stock_total",
-        )
-        .bind(add)
-        .bind(*campaign)
-        .execute(&mut **tx)
-        .await
-        .map_err(|e| db_err("raising sold", e))?;
+        let done = sqlx::query(batch::RAISE_SOLD_SQL)
+            .bind(add)
+            .bind(*campaign)
+            .bind(add)
+            .execute(&mut **tx)
+            .await
+            .map_err(|e| db_err("raising sold", e))?;
         if done.rows_affected() == 0 {
-            return Err(StoreError::Invariant(format!(
-                "campaign {campaign}: {} new orders on top of {} sold would pass the stock of {}",
-                t.inserted, t.sold, t.stock_total
-            )));
+            return Err(t.over_stock(campaign));
         }
     }
-    if let Some((source, position)) = checkpoint {
+    if let Some((source, position)) = batch.checkpoint {
         // Last writer wins rather than max(): moving a checkpoint backwards
         // can only cause a replay, which is absorbed, while refusing to move
         // it could skip records of a log that was recreated.
@@ -345,11 +290,7 @@ async fn write_in_tx(
         .await
         .map_err(|e| db_err("saving the checkpoint", e))?;
     }
-    let total = u64::try_from(rows.len()).unwrap_or(u64::MAX);
-    Ok(BatchReport {
-        inserted: inserted_total,
-        duplicates: total.saturating_sub(inserted_total),
-    })
+    Ok(batch.report(inserted_total))
 }
 
 /// Loads every campaign the batch touches and checks each record against it:
@@ -358,37 +299,25 @@ async fn load_tallies<'r>(
     tx: &mut Transaction<'static, Sqlite>,
     rows: &[OrderRow<'r>],
 ) -> Result<BTreeMap<&'r str, Tally>, StoreError> {
+    let sql = format!(
+        "SELECT {} FROM campaigns WHERE id = ?",
+        batch::TALLY_COLUMNS
+    );
     let mut tallies: BTreeMap<&'r str, Tally> = BTreeMap::new();
     for r in rows {
-        if !tallies.contains_key(r.campaign_id) {
-            let row =
-                sqlx::query("SELECT stock_total, sold, per_user_limit FROM campaigns WHERE id = ?")
+        let tally = match tallies.entry(r.campaign_id) {
+            std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::btree_map::Entry::Vacant(e) => {
+                let row = sqlx::query(&sql)
                     .bind(r.campaign_id)
                     .fetch_optional(&mut **tx)
                     .await
                     .map_err(|e| db_err("reading a campaign", e))?
-                    .ok_or_else(|| {
-                        StoreError::Invariant(format!(
-                            "order {} names unknown campaign {}",
-                            r.order_id, r.campaign_id
-                        ))
-                    })?;
-            let limit = get_u64(&row, "per_user_limit")?;
-            let tally = Tally {
-                stock_total: get_u64(&row, "stock_total")?,
-                sold: get_u64(&row, "sold")?,
-                per_user_limit: u32::try_from(limit).unwrap_or(u32::MAX),
-                inserted: 0,
-            };
-            tallies.insert(r.campaign_id, tally);
-        }
-        let limit = tallies.get(r.campaign_id).map_or(0, |t| t.per_user_limit);
-        if r.n == 0 || r.n > limit {
-            return Err(StoreError::Invariant(format!(
-                "order {} is unit {} of a user in campaign {}, whose limit is {limit}",
-                r.order_id, r.n, r.campaign_id
-            )));
-        }
+                    .ok_or_else(|| unknown_campaign(r))?;
+                e.insert(Tally::from_row(&row)?)
+            }
+        };
+        tally.admit(r)?;
     }
     Ok(tallies)
 }

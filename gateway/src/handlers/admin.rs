@@ -83,6 +83,21 @@ pub async fn list(app: &App) -> Result<Resp, ApiError> {
 pub async fn preload(app: &App, id: &str) -> Result<Resp, ApiError> {
     let live = super::campaign(app, id)?;
     let c = live.get();
+    // Loading full stock over a ledger that lost its data would sell units
+    // twice: once durable orders exist, only reconciliation may load it.
+    let loaded = app
+        .ledger
+        .snapshot(&c.id)
+        .await
+        .map_err(|e| ApiError::unavailable(format!("stock ledger: {e}")))?
+        .is_some();
+    if !loaded && app.store.sold(&c.id).await.map_err(store_failed)? > 0 {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "needs_reconcile",
+            "the ledger lost this campaign but durable orders exist; run `seckill reconcile --repair`",
+        ));
+    }
     let newly_loaded = app
         .ledger
         .load(&c.id, c.stock_total)
@@ -160,6 +175,12 @@ pub async fn stats(app: &App, id: &str) -> Result<Resp, ApiError> {
     };
     let persisted: u64 = by_status.iter().map(|(_, n)| n).sum();
     let logged = live.counters.logged.load(Ordering::Relaxed);
+    // Shared ledger: units held campaign-wide; embedded: durable orders.
+    let sold = if app.shared_ledger {
+        snap.map_or(logged, |s| s.reserved)
+    } else {
+        logged
+    };
     let rejected: serde_json::Map<String, serde_json::Value> = live
         .counters
         .rejected()
@@ -172,9 +193,9 @@ pub async fn stats(app: &App, id: &str) -> Result<Resp, ApiError> {
             "campaign_id": c.id,
             "stock_total": c.stock_total,
             "reserved": snap.map(|s| s.reserved),
-            "sold": logged,
+            "sold": sold,
             "remaining": snap.map(|s| s.remaining),
-            "orders_queued": logged.saturating_sub(persisted),
+            "orders_queued": sold.saturating_sub(persisted),
             "orders_persisted": persisted,
             "orders_paid": count(OrderStatus::Paid),
             "orders_expired": count(OrderStatus::Expired),

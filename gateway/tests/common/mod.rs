@@ -48,42 +48,22 @@ impl Reply {
 impl Server {
     /// Starts the binary on `data_dir` and waits for its "listening" line.
     pub fn start(data_dir: &Path, extra_args: &[&str]) -> Server {
-        let stderr = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(data_dir.with_extension("stderr.log"))
-            .expect("stderr log");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_seckill"))
-            .arg("serve")
-            .args(["--listen", "127.0.0.1:0", "--no-demo"])
-            .arg("--data-dir")
-            .arg(data_dir)
-            .args(extra_args)
-            .env("SECKILL_JWT_SECRET", JWT_SECRET)
-            .env("SECKILL_ADMIN_TOKEN", ADMIN_TOKEN)
-            .env("SECKILL_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(stderr)
-            .spawn()
-            .expect("spawn seckill");
-        let stdout = child.stdout.take().expect("stdout");
-        let mut lines = BufReader::new(stdout).lines();
-        let mut base = None;
-        // The binary prints the line right after binding; EOF means it died.
-        for line in lines.by_ref() {
-            let line = line.expect("read stdout");
-            if let Some(addr) = line.strip_prefix("seckill listening on ") {
-                base = Some(addr.trim().to_string());
-                break;
-            }
-        }
-        let base = base.unwrap_or_else(|| {
-            let log =
-                std::fs::read_to_string(data_dir.with_extension("stderr.log")).unwrap_or_default();
-            panic!("seckill exited before listening; stderr:\n{log}")
-        });
-        // Keep draining stdout so the child never blocks on a full pipe.
-        std::thread::spawn(move || for _ in lines {});
+        Self::start_with(data_dir, extra_args, &[])
+    }
+
+    /// Like `start`, with extra environment variables (production tests).
+    pub fn start_with(data_dir: &Path, extra_args: &[&str], envs: &[(&str, String)]) -> Server {
+        let mut args = vec![
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--no-demo",
+            "--data-dir",
+        ];
+        let dir = data_dir.to_str().expect("utf-8 path");
+        args.push(dir);
+        args.extend_from_slice(extra_args);
+        let (child, base) = spawn_ready(&args, envs, "seckill listening on ", data_dir);
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         let client = Client::builder(TokioExecutor::new())
@@ -274,6 +254,63 @@ impl Server {
             assert!(Instant::now() < deadline, "server did not stop within 30 s");
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+}
+
+/// Spawns `seckill <args>` and waits for the stdout line starting with
+/// `ready`; returns the child and the rest of that line. The child's stderr
+/// goes to `<log_base>.stderr.log`, shown if it dies before being ready.
+pub fn spawn_ready(
+    args: &[&str],
+    envs: &[(&str, String)],
+    ready: &str,
+    log_base: &Path,
+) -> (Child, String) {
+    let log = log_base.with_extension("stderr.log");
+    let stderr = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log)
+        .expect("stderr log");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_seckill"));
+    cmd.args(args)
+        .env("SECKILL_JWT_SECRET", JWT_SECRET)
+        .env("SECKILL_ADMIN_TOKEN", ADMIN_TOKEN)
+        .env("SECKILL_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(stderr);
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("spawn seckill");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    let mut rest = None;
+    // The binary prints the line once it is ready; EOF means it died.
+    for line in lines.by_ref() {
+        let line = line.expect("read stdout");
+        if let Some(r) = line.strip_prefix(ready) {
+            rest = Some(r.trim().to_string());
+            break;
+        }
+    }
+    let rest = rest.unwrap_or_else(|| {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        panic!("seckill {args:?} exited before it was ready; stderr:\n{text}")
+    });
+    // Keep draining stdout so the child never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    (child, rest)
+}
+
+/// A background `seckill` process other than a gateway (a writer), killed
+/// when dropped.
+pub struct Proc(pub Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
     }
 }
 

@@ -1,0 +1,101 @@
+//! Contract checks with several writers at once: overlapping batches land
+//! each order exactly once, and racing batches never sell past the stock.
+
+use super::{campaign, orders, stored_rows, ContractError, ContractResult};
+use engine::ports::{LogRecord, OrderStore, StoreError};
+use std::sync::Arc;
+use tokio::task::JoinSet;
+
+/// Runs `writers` concurrent writers that each write all of `records` in
+/// batches of `batch_rows`, every writer starting at a different offset so
+/// the batches overlap. Returns the summed (inserted, duplicates) of every
+/// report; every batch must succeed.
+pub async fn overlapping_writers(
+    store: Arc<dyn OrderStore>,
+    records: Arc<Vec<LogRecord>>,
+    writers: usize,
+    batch_rows: usize,
+) -> Result<(u64, u64), ContractError> {
+    let mut tasks = JoinSet::new();
+    for w in 0..writers {
+        let (store, records) = (Arc::clone(&store), Arc::clone(&records));
+        tasks.spawn(async move {
+            let mut mine: Vec<LogRecord> = records.iter().cloned().collect();
+            // Rotating by a share of the writers spreads the starting points,
+            // and batches of one writer straddle those of its neighbours.
+            let shift = mine.len() * w / writers.max(1);
+            mine.rotate_left(shift);
+            let (mut inserted, mut duplicates) = (0u64, 0u64);
+            for batch in mine.chunks(batch_rows.max(1)) {
+                let report = store.write_batch(batch, None).await?;
+                inserted += report.inserted;
+                duplicates += report.duplicates;
+            }
+            Ok::<_, StoreError>((inserted, duplicates))
+        });
+    }
+    let (mut inserted, mut duplicates) = (0u64, 0u64);
+    while let Some(done) = tasks.join_next().await {
+        let (i, d) = done??;
+        inserted += i;
+        duplicates += d;
+    }
+    Ok((inserted, duplicates))
+}
+
+pub async fn concurrent_overlapping_batches_land_once(
+    store: Arc<dyn OrderStore>,
+) -> ContractResult {
+    const ORDERS: u32 = 120;
+    const WRITERS: usize = 4;
+    let c = campaign("crowd", u64::from(ORDERS))?;
+    store.insert_campaign(&c).await?;
+    let records = Arc::new(orders(&c, 0..ORDERS)?);
+    let (inserted, duplicates) =
+        overlapping_writers(Arc::clone(&store), records, WRITERS, 25).await?;
+    let all = u64::from(ORDERS);
+    assert_eq!(
+        inserted, all,
+        "each order is counted as inserted exactly once"
+    );
+    assert_eq!(duplicates, all * (WRITERS as u64 - 1));
+    assert_eq!(store.sold(&c.id).await?, all);
+    assert_eq!(stored_rows(&*store, &[&c]).await?, all);
+    Ok(())
+}
+
+/// Writers with distinct orders race for less stock than they bring: the
+/// batches that fit commit whole, the rest are refused whole, and the stored
+/// rows, `sold` and the reports all agree on exactly the stock.
+pub async fn concurrent_batches_never_oversell(store: Arc<dyn OrderStore>) -> ContractResult {
+    const STOCK: u64 = 40;
+    const BATCH_ROWS: u32 = 5;
+    let c = campaign("scarce", STOCK)?;
+    store.insert_campaign(&c).await?;
+    let mut tasks = JoinSet::new();
+    for w in 0..4u32 {
+        let store = Arc::clone(&store);
+        // 25 distinct users per writer, 100 in all, for 40 units.
+        let mine = orders(&c, w * 25..(w + 1) * 25)?;
+        tasks.spawn(async move {
+            let mut inserted = 0u64;
+            for batch in mine.chunks(BATCH_ROWS as usize) {
+                match store.write_batch(batch, None).await {
+                    Ok(report) => inserted += report.inserted,
+                    Err(StoreError::Invariant(_)) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            Ok(inserted)
+        });
+    }
+    let mut inserted = 0u64;
+    while let Some(done) = tasks.join_next().await {
+        inserted += done??;
+    }
+    // Batches of 5 fill a stock of 40 exactly, so none is left unsold.
+    assert_eq!(inserted, STOCK);
+    assert_eq!(store.sold(&c.id).await?, STOCK);
+    assert_eq!(stored_rows(&*store, &[&c]).await?, STOCK);
+    Ok(())
+}

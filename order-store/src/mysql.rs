@@ -1,0 +1,287 @@
+//! `MysqlStore`: the production order store on MySQL 8 or MariaDB 10.11+
+//! (InnoDB), shared by any number of order writers.
+//!
+//! It keeps the same final guard as the embedded store: orders are unique per
+//! order id and per `(campaign, user, n)`, a campaign's `sold` can never pass
+//! its stock (a guarded `UPDATE` plus a `CHECK` in the schema), and each batch
+//! commits with the log position it came from. How a batch counts its
+//! duplicates exactly under concurrency is explained in [`batch`].
+//!
+//! Every session runs in strict SQL mode (a value the schema cannot hold is
+//! refused, never truncated) and at `READ COMMITTED` (each read in a batch
+//! sees the latest commits, and InnoDB takes no gap locks that could make
+//! writers of unrelated campaigns deadlock). `READ COMMITTED` needs the
+//! server's `binlog_format` to be `ROW` or `MIXED` (the defaults of MySQL 8
+//! and MariaDB); with `STATEMENT` the server refuses every write.
+
+mod batch;
+#[cfg(test)]
+mod tests;
+
+use crate::sql::batch::{wall_clock_ms, Prepared};
+use crate::sql::rows::{self, db_err, get_u64, is_unique_violation, to_i64};
+use crate::sql::status::{compare_and_set, unapplied, CURRENT_STATUS_SQL};
+use async_trait::async_trait;
+use engine::ports::{BatchReport, Checkpoint, LogRecord, OrderStore, StatusChange, StoreError};
+use engine::{Campaign, CampaignId, Control, Order, OrderId, OrderStatus};
+use sqlx::mysql::{MySqlConnectOptions, MySqlPool, MySqlPoolOptions};
+use sqlx::Executor;
+use std::str::FromStr;
+use std::time::Duration;
+
+/// How long a caller waits for a pool connection (including connecting to
+/// the server) before `Unavailable`.
+const ACQUIRE_TIMEOUT_MS: u64 = 5_000;
+/// How long a statement waits for a row lock before `Unavailable`. Batches
+/// hold their campaigns' locks for milliseconds; a longer wait means a stuck
+/// session, and the writer's retry is the better answer than waiting 50 s.
+const LOCK_WAIT_TIMEOUT_S: u32 = 10;
+
+/// The order store on a MySQL or MariaDB server.
+#[derive(Debug, Clone)]
+pub struct MysqlStore {
+    pool: MySqlPool,
+}
+
+impl MysqlStore {
+    /// Connects with up to `pool_max` connections to the database named in
+    /// `url` (`mysql://user:password@host:3306/database`, which must exist)
+    /// and migrates it.
+    ///
+    /// A malformed `url` or a `pool_max` of 0 is `Invariant` (a retry cannot
+    /// help); a server that cannot be reached is `Unavailable`.
+    pub async fn connect(url: &str, pool_max: u32) -> Result<MysqlStore, StoreError> {
+        // sqlx ignores the scheme, so a URL meant for another database would
+        // quietly connect to (and migrate) a MySQL default instead.
+        if !(url.starts_with("mysql://") || url.starts_with("mariadb://")) {
+            return Err(StoreError::Invariant(
+                "the order store url must start with mysql:// or mariadb://".into(),
+            ));
+        }
+        // The sqlx error quotes only the part that failed to parse, never the
+        // whole URL, which may carry a password.
+        let options = MySqlConnectOptions::from_str(url)
+            .map_err(|e| StoreError::Invariant(format!("bad MySQL url: {e}")))?;
+        Self::connect_with(options, pool_max).await
+    }
+
+    /// Like [`connect`](Self::connect), with options built by the caller.
+    pub async fn connect_with(
+        options: MySqlConnectOptions,
+        pool_max: u32,
+    ) -> Result<MysqlStore, StoreError> {
+        if pool_max == 0 {
+            return Err(StoreError::Invariant(
+                "the MySQL pool needs at least one connection".into(),
+            ));
+        }
+        let server = format!(
+            "MySQL at {}:{}/{}",
+            options.get_host(),
+            options.get_port(),
+            options.get_database().unwrap_or("")
+        );
+        let pool = MySqlPoolOptions::new()
+            .max_connections(pool_max)
+            .acquire_timeout(Duration::from_millis(ACQUIRE_TIMEOUT_MS))
+            .after_connect(|conn, _meta| {
+                Box::pin(async move {
+                    // Appended to the server's mode (plus what sqlx adds), so
+                    // an operator's other settings stay in force.
+                    conn.execute(
+                        "SET SESSION sql_mode = CONCAT(@@SESSION.sql_mode, ',STRICT_ALL_TABLES')",
+                    )
+                    .await?;
+                    conn.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
+                        .await?;
+                    conn.execute(
+                        format!("SET SESSION innodb_lock_wait_timeout = {LOCK_WAIT_TIMEOUT_S}")
+                            .as_str(),
+                    )
+                    .await?;
+                    Ok(())
+                })
+            })
+            .connect_with(options)
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("connecting to {server}: {e}")))?;
+        sqlx::migrate!("./migrations/mysql")
+            .run(&pool)
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("migrating {server}: {e}")))?;
+        Ok(MysqlStore { pool })
+    }
+
+    /// Closes every connection; later calls fail with `Unavailable`.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+#[async_trait]
+impl OrderStore for MysqlStore {
+    async fn insert_campaign(&self, c: &Campaign) -> Result<(), StoreError> {
+        let sql = format!(
+            "INSERT INTO campaigns ({}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            rows::CAMPAIGN_COLUMNS
+        );
+        let result = sqlx::query(&sql)
+            .bind(c.id.as_str())
+            .bind(&c.title)
+            .bind(to_i64(c.price_cents, "price_cents")?)
+            .bind(to_i64(c.stock_total, "stock_total")?)
+            .bind(to_i64(c.starts_at_ms, "starts_at_ms")?)
+            .bind(to_i64(c.ends_at_ms, "ends_at_ms")?)
+            .bind(i64::from(c.per_user_limit))
+            .bind(c.quiz)
+            .bind(i64::from(c.payment_window_s))
+            .bind(c.load_test)
+            .bind(c.control.as_str())
+            .execute(&self.pool)
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) if is_unique_violation(&e) => Err(StoreError::Conflict(format!(
+                "campaign {} already exists",
+                c.id
+            ))),
+            Err(e) => Err(db_err("inserting a campaign", e)),
+        }
+    }
+
+    async fn set_control(&self, id: &CampaignId, control: Control) -> Result<(), StoreError> {
+        // MySQL reports rows matched here, not rows changed (sqlx asks for
+        // CLIENT_FOUND_ROWS), so setting the current control still counts 1.
+        let done = sqlx::query("UPDATE campaigns SET control = ? WHERE id = ?")
+            .bind(control.as_str())
+            .bind(id.as_str())
+            .execute(&self.pool)
+            .await
+            .map_err(|e| db_err("setting a campaign's control", e))?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound(format!("campaign {id}")));
+        }
+        Ok(())
+    }
+
+    async fn campaigns(&self) -> Result<Vec<Campaign>, StoreError> {
+        let sql = format!(
+            "SELECT {} FROM campaigns ORDER BY seq",
+            rows::CAMPAIGN_COLUMNS
+        );
+        let found = sqlx::query(&sql)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| db_err("listing campaigns", e))?;
+        found.iter().map(rows::campaign_from_row).collect()
+    }
+
+    async fn write_batch(
+        &self,
+        records: &[LogRecord],
+        checkpoint: Option<Checkpoint<'_>>,
+    ) -> Result<BatchReport, StoreError> {
+        if records.is_empty() && checkpoint.is_none() {
+            return Ok(BatchReport::default());
+        }
+        let prepared = Prepared::new(records, checkpoint)?;
+        let mut tx = self
+            .pool
+            .begin()
+            .await
+            .map_err(|e| db_err("starting a batch", e))?;
+        let outcome = batch::write_in_tx(&mut tx, &prepared).await;
+        crate::sql::batch::finish(tx, outcome).await
+    }
+
+    async fn checkpoint(&self, source: &str) -> Result<Option<u64>, StoreError> {
+        let row = sqlx::query("SELECT position FROM checkpoints WHERE source = ?")
+            .bind(source)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(|e| db_err("reading a checkpoint", e))?;
+        row.map(|r| get_u64(&r, "position")).transpose()
+    }
+
+    async fn order(&self, id: &OrderId) -> Result<Option<Order>, StoreError> {
+        let sql = format!(
+            "SELECT {} FROM orders WHERE order_id = ?",
+            rows::ORDER_COLUMNS
+        );
+        let row = sqlx::query(&sql)
+            .bind(id.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(|e| db_err("reading an order", e))?;
+        row.map(|r| rows::order_from_row(&r)).transpose()
+    }
+
+    async fn orders(&self, campaign: &CampaignId) -> Result<Vec<Order>, StoreError> {
+        let sql = format!(
+            "SELECT {} FROM orders WHERE campaign_id = ? ORDER BY created_at_ms, order_id",
+            rows::ORDER_COLUMNS
+        );
+        let found = sqlx::query(&sql)
+            .bind(campaign.as_str())
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| db_err("listing orders", e))?;
+        found.iter().map(rows::order_from_row).collect()
+    }
+
+    async fn count_by_status(
+        &self,
+        campaign: &CampaignId,
+    ) -> Result<Vec<(OrderStatus, u64)>, StoreError> {
+        let found = sqlx::query(
+            "SELECT status, COUNT(*) AS count FROM orders WHERE campaign_id = ? \
+             GROUP BY status ORDER BY status",
+        )
+        .bind(campaign.as_str())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| db_err("counting orders", e))?;
+        found.iter().map(rows::status_count_from_row).collect()
+    }
+
+    async fn sold(&self, campaign: &CampaignId) -> Result<u64, StoreError> {
+        let row = sqlx::query("SELECT sold FROM campaigns WHERE id = ?")
+            .bind(campaign.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(|e| db_err("reading sold", e))?
+            .ok_or_else(|| StoreError::NotFound(format!("campaign {campaign}")))?;
+        get_u64(&row, "sold")
+    }
+
+    async fn set_status(
+        &self,
+        order: &OrderId,
+        to: OrderStatus,
+    ) -> Result<StatusChange, StoreError> {
+        if let Some((sql, sources)) = compare_and_set(to) {
+            let mut q = sqlx::query(&sql)
+                .bind(to.as_str())
+                .bind(wall_clock_ms())
+                .bind(order.as_str());
+            for s in sources {
+                q = q.bind(s);
+            }
+            let done = q
+                .execute(&self.pool)
+                .await
+                .map_err(|e| db_err("changing an order status", e))?;
+            // The status list excludes `to`, so a matched row is a changed row.
+            if done.rows_affected() == 1 {
+                return Ok(StatusChange::Changed);
+            }
+        }
+        let row = sqlx::query(CURRENT_STATUS_SQL)
+            .bind(order.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(|e| db_err("reading an order status", e))?;
+        let current = row.as_ref().map(rows::status_from_row).transpose()?;
+        unapplied(order, current, to)
+    }
+}
