@@ -206,6 +206,17 @@ pub trait OrderStore: Send + Sync + 'static {
         order: &OrderId,
         to: OrderStatus,
     ) -> Result<StatusChange, StoreError>;
+    /// Notes that the log record at `source` (e.g. `topic/partition/offset`)
+    /// went to the dead-letter topic, so operators see it in stats.
+    /// Idempotent per `source`; `campaign` is `None` for an undecodable record.
+    async fn record_dead_letter(
+        &self,
+        source: &str,
+        campaign: Option<&CampaignId>,
+        reason: &str,
+    ) -> Result<(), StoreError>;
+    /// Dead letters recorded for a campaign, or for all (`None`).
+    async fn dead_letters(&self, campaign: Option<&CampaignId>) -> Result<u64, StoreError>;
 }
 
 // Trait objects of the ports are held in structs that derive `Debug`.

@@ -249,6 +249,7 @@ pub async fn run_writer(
         KafkaWriterConfig {
             batch: cfg.writer.clone(),
             tries_max: 3,
+            topic: p.kafka_topic.clone(),
         },
     );
     Ok(writer.run(shutdown).await?)

@@ -21,9 +21,9 @@ pub use batches::{
     values_past_i64_are_refused_not_wrapped, write_batch_is_idempotent,
 };
 pub use campaigns::{
-    campaigns_round_trip_and_conflict_on_duplicate_id, ids_are_exact_and_text_round_trips,
-    set_control_updates_or_reports_not_found, status_changes_follow_the_state_machine,
-    written_orders_read_back_confirmed,
+    campaigns_round_trip_and_conflict_on_duplicate_id, dead_letters_are_counted_once_per_source,
+    ids_are_exact_and_text_round_trips, set_control_updates_or_reports_not_found,
+    status_changes_follow_the_state_machine, written_orders_read_back_confirmed,
 };
 pub use concurrency::{
     concurrent_batches_never_oversell, concurrent_overlapping_batches_land_once,
@@ -105,7 +105,8 @@ macro_rules! store_contract_tests {
             values_past_i64_are_refused_not_wrapped,
             checkpoint_commits_with_its_batch,
             concurrent_overlapping_batches_land_once,
-            concurrent_batches_never_oversell
+            concurrent_batches_never_oversell,
+            dead_letters_are_counted_once_per_source
         );
     };
     (@each $make:expr; $($name:ident),*) => {

@@ -28,6 +28,8 @@ pub struct KafkaWriterConfig {
     pub batch: WriterConfig,
     /// Tries a refused record gets before it is dead-lettered.
     pub tries_max: u32,
+    /// The topic, to name dead letters `<topic>/<partition>/<offset>`.
+    pub topic: String,
 }
 
 impl Default for KafkaWriterConfig {
@@ -35,6 +37,7 @@ impl Default for KafkaWriterConfig {
         Self {
             batch: WriterConfig::default(),
             tries_max: 3,
+            topic: String::new(),
         }
     }
 }
@@ -253,6 +256,7 @@ impl KafkaWriter {
                 Ok(()) => {
                     tracing::error!(partition = s.partition, offset = s.offset, %reason, "record dead-lettered");
                     self.stats.dead_lettered += 1;
+                    self.note_dead_letter(s, reason).await;
                     return Ok(Flow::Continue);
                 }
                 Err(e) => {
@@ -262,6 +266,20 @@ impl KafkaWriter {
                     }
                 }
             }
+        }
+    }
+
+    /// Records the dead letter in the store so stats show it. Best effort:
+    /// the letter itself is safe in the dead-letter topic either way.
+    async fn note_dead_letter(&self, s: &Sourced, reason: &str) {
+        let source = format!("{}/{}/{}", self.cfg.topic, s.partition, s.offset);
+        let campaign = s.record.as_ref().ok().map(LogRecord::campaign_id);
+        if let Err(e) = self
+            .store
+            .record_dead_letter(&source, campaign, reason)
+            .await
+        {
+            tracing::warn!(error = %e, %source, "could not count a dead letter in the store");
         }
     }
 

@@ -284,4 +284,43 @@ impl OrderStore for MysqlStore {
         let current = row.as_ref().map(rows::status_from_row).transpose()?;
         unapplied(order, current, to)
     }
+
+    async fn record_dead_letter(
+        &self,
+        source: &str,
+        campaign: Option<&CampaignId>,
+        reason: &str,
+    ) -> Result<(), StoreError> {
+        sqlx::query(INSERT_DEAD_LETTER)
+            .bind(source)
+            .bind(campaign.map(CampaignId::as_str))
+            .bind(reason)
+            .bind(wall_clock_ms())
+            .execute(&self.pool)
+            .await
+            .map_err(|e| db_err("recording a dead letter", e))?;
+        Ok(())
+    }
+
+    async fn dead_letters(&self, campaign: Option<&CampaignId>) -> Result<u64, StoreError> {
+        let n: i64 = match campaign {
+            Some(c) => {
+                sqlx::query_scalar("SELECT COUNT(*) FROM dead_letters WHERE campaign_id = ?")
+                    .bind(c.as_str())
+                    .fetch_one(&self.pool)
+                    .await
+            }
+            None => {
+                sqlx::query_scalar("SELECT COUNT(*) FROM dead_letters")
+                    .fetch_one(&self.pool)
+                    .await
+            }
+        }
+        .map_err(|e| db_err("counting dead letters", e))?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
 }
+
+/// Idempotent per source: a writer retrying after a crash records it once.
+const INSERT_DEAD_LETTER: &str =
+    "INSERT INTO dead_letters (source, campaign_id, reason, at_ms) VALUES (?, ?, ?, ?) ON DUPLICATE KEY UPDATE source = source";

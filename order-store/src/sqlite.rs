@@ -217,6 +217,41 @@ impl OrderStore for SqliteStore {
     ) -> Result<StatusChange, StoreError> {
         status::set_status(&self.pool, order, to, wall_clock_ms()).await
     }
+
+    async fn record_dead_letter(
+        &self,
+        source: &str,
+        campaign: Option<&CampaignId>,
+        reason: &str,
+    ) -> Result<(), StoreError> {
+        sqlx::query(INSERT_DEAD_LETTER)
+            .bind(source)
+            .bind(campaign.map(CampaignId::as_str))
+            .bind(reason)
+            .bind(wall_clock_ms())
+            .execute(&self.pool)
+            .await
+            .map_err(|e| db_err("recording a dead letter", e))?;
+        Ok(())
+    }
+
+    async fn dead_letters(&self, campaign: Option<&CampaignId>) -> Result<u64, StoreError> {
+        let n: i64 = match campaign {
+            Some(c) => {
+                sqlx::query_scalar("SELECT COUNT(*) FROM dead_letters WHERE campaign_id = ?")
+                    .bind(c.as_str())
+                    .fetch_one(&self.pool)
+                    .await
+            }
+            None => {
+                sqlx::query_scalar("SELECT COUNT(*) FROM dead_letters")
+                    .fetch_one(&self.pool)
+                    .await
+            }
+        }
+        .map_err(|e| db_err("counting dead letters", e))?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
 }
 
 /// The body of `write_batch`; the caller commits on `Ok` and rolls back on `Err`.
@@ -321,3 +356,7 @@ async fn load_tallies<'r>(
     }
     Ok(tallies)
 }
+
+/// Idempotent per source: a writer retrying after a crash records it once.
+const INSERT_DEAD_LETTER: &str =
+    "INSERT INTO dead_letters (source, campaign_id, reason, at_ms) VALUES (?, ?, ?, ?) ON CONFLICT (source) DO NOTHING";

@@ -200,6 +200,9 @@ pub async fn stats(app: &App, id: &str) -> Result<Resp, ApiError> {
             "orders_paid": count(OrderStatus::Paid),
             "orders_expired": count(OrderStatus::Expired),
             "store_sold": app.store.sold(&c.id).await.map_err(store_failed)?,
+            "orders_dead_lettered": app.store.dead_letters(Some(&c.id)).await.map_err(store_failed)?,
+            // Including records that did not decode, which name no campaign.
+            "dead_letters_total": app.store.dead_letters(None).await.map_err(store_failed)?,
             "rejected": rejected,
         }),
     ))

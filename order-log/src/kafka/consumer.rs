@@ -168,7 +168,10 @@ impl KafkaSource {
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "earliest")
-            .set("max.poll.interval.ms", std::env::var("RDK_MPI").unwrap_or("300000".into()))
+            .set(
+                "max.poll.interval.ms",
+                std::env::var("RDK_MPI").unwrap_or("300000".into()),
+            )
             .set("reconnect.backoff.max.ms", RECONNECT_BACKOFF_MAX_MS)
             .create_with_context(context)
             .map_err(|e| LogError::Kafka(format!("cannot create the Kafka consumer: {e}")))?;

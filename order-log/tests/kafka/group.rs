@@ -9,13 +9,13 @@ use tokio::sync::Mutex;
 const RECORDS: u64 = 400;
 
 /// Polls and commits until `seen` holds every expected id or the deadline
-/// passes; returns the partitions this member read from.
+/// passes; returns the member and the partitions it read from.
 async fn drain(
     mut source: KafkaSource,
     seen: Arc<Mutex<HashSet<OrderId>>>,
     want: usize,
     deadline: Instant,
-) -> BTreeSet<i32> {
+) -> (KafkaSource, BTreeSet<i32>) {
     let mut partitions = BTreeSet::new();
     while Instant::now() < deadline && seen.lock().await.len() < want {
         let batch = source.poll(100, 200).await.expect("poll");
@@ -27,8 +27,7 @@ async fn drain(
         drop(seen);
         source.commit(&batch).await.expect("commit");
     }
-    source.close().await;
-    partitions
+    (source, partitions)
 }
 
 /// Polls every member until each owns at least one partition (polling is
@@ -86,8 +85,10 @@ async fn two_writers_split_the_partitions_and_together_read_everything() {
     let first = members.pop().expect("two members");
     let first = tokio::spawn(drain(first, Arc::clone(&seen), want.len(), deadline));
     let second = tokio::spawn(drain(second, Arc::clone(&seen), want.len(), deadline));
-    let read_a = first.await.expect("first member");
-    let read_b = second.await.expect("second member");
+    let (first, read_a) = first.await.expect("first member");
+    let (second, read_b) = second.await.expect("second member");
+    first.close().await;
+    second.close().await;
     assert_eq!(*seen.lock().await, want, "together they read every record");
     assert!(
         !read_a.is_empty() && !read_b.is_empty(),

@@ -184,3 +184,24 @@ pub async fn status_changes_follow_the_state_machine(store: Arc<dyn OrderStore>)
     assert_eq!(store.sold(&c.id).await?, 3);
     Ok(())
 }
+
+pub async fn dead_letters_are_counted_once_per_source(
+    store: Arc<dyn OrderStore>,
+) -> ContractResult {
+    let c = campaign("dl", 5)?;
+    store.insert_campaign(&c).await?;
+    assert_eq!(store.dead_letters(None).await?, 0);
+    store
+        .record_dead_letter("t/0/7", Some(&c.id), "refused 3 times")
+        .await?;
+    // A writer that crashed after sending but before recording retries.
+    store
+        .record_dead_letter("t/0/7", Some(&c.id), "refused 3 times")
+        .await?;
+    store
+        .record_dead_letter("t/1/2", None, "undecodable")
+        .await?;
+    assert_eq!(store.dead_letters(Some(&c.id)).await?, 1);
+    assert_eq!(store.dead_letters(None).await?, 2);
+    Ok(())
+}

@@ -61,7 +61,12 @@ async fn connect_migrates_innodb_utf8mb4_tables_and_reconnects() -> TestResult {
     };
     assert_eq!(
         described,
-        [want("campaigns"), want("checkpoints"), want("orders")]
+        [
+            want("campaigns"),
+            want("checkpoints"),
+            want("dead_letters"),
+            want("orders")
+        ]
     );
     store.insert_campaign(&campaign("c1", 3)?).await?;
     store.close().await;

@@ -36,7 +36,10 @@ async fn open_migrates_in_wal_mode_and_reopens() -> TestResult {
     )
     .fetch_all(&store.pool)
     .await?;
-    assert_eq!(tables, ["campaigns", "checkpoints", "orders"]);
+    assert_eq!(
+        tables,
+        ["campaigns", "checkpoints", "dead_letters", "orders"]
+    );
     store.insert_campaign(&campaign("c1", 3)?).await?;
     store.close().await;
     // Reopening runs the migrations again as a no-op and keeps the data.

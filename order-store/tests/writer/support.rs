@@ -149,6 +149,17 @@ impl OrderStore for FakeStore {
     ) -> Result<engine::ports::StatusChange, StoreError> {
         Err(unused())
     }
+    async fn record_dead_letter(
+        &self,
+        _: &str,
+        _: Option<&CampaignId>,
+        _: &str,
+    ) -> Result<(), StoreError> {
+        Err(unused())
+    }
+    async fn dead_letters(&self, _: Option<&CampaignId>) -> Result<u64, StoreError> {
+        Err(unused())
+    }
     async fn write_batch(
         &self,
         records: &[LogRecord],
