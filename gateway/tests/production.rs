@@ -5,96 +5,12 @@
 
 mod common;
 
-use common::{spawn_ready, users, Proc, Server};
+use common::prod::{eventually, ProdEnv};
+use common::users;
 use rand::seq::SliceRandom;
 use serde_json::json;
 use std::collections::{HashMap, HashSet};
-use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
-
-const CONFIG: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../config/production.toml");
-
-/// A fresh database, topic and group; the database is dropped at the end.
-struct ProdEnv {
-    db: String,
-    envs: Vec<(&'static str, String)>,
-}
-
-impl ProdEnv {
-    fn new(tag: &str) -> Self {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.subsec_nanos());
-        let id = format!("{tag}_{}_{nanos}", std::process::id());
-        let db = format!("seckill_p_{id}");
-        mysql(&format!("CREATE DATABASE {db}"));
-        let base = std::env::var("SECKILL_MYSQL_BASE")
-            .unwrap_or_else(|_| "mysql://root@127.0.0.1:3306".into());
-        ProdEnv {
-            envs: vec![
-                ("SECKILL_MYSQL_URL", format!("{base}/{db}")),
-                ("SECKILL_KAFKA_TOPIC", format!("seckill-test-{id}")),
-                ("SECKILL_KAFKA_GROUP", format!("seckill-test-writers-{id}")),
-            ],
-            db,
-        }
-    }
-
-    fn gateway(&self, dir: &Path, name: &str) -> Server {
-        Server::start_with(&dir.join(name), &["--config", CONFIG], &self.envs)
-    }
-
-    fn writer(&self, dir: &Path, name: &str) -> Proc {
-        let (child, _) = spawn_ready(
-            &["writer", "--config", CONFIG],
-            &self.envs,
-            "seckill writer draining",
-            &dir.join(name),
-        );
-        Proc(child)
-    }
-
-    async fn rows(&self, campaign: &str) -> Vec<(String, String)> {
-        let url = &self.envs[0].1;
-        let pool = sqlx::MySqlPool::connect(url).await.expect("mysql");
-        let rows = sqlx::query_as(
-            "SELECT CAST(order_id AS CHAR), CAST(user_id AS CHAR) FROM orders WHERE campaign_id = ?",
-        )
-            .bind(campaign)
-            .fetch_all(&pool)
-            .await
-            .expect("query");
-        pool.close().await;
-        rows
-    }
-}
-
-impl Drop for ProdEnv {
-    fn drop(&mut self) {
-        mysql(&format!("DROP DATABASE IF EXISTS {}", self.db));
-    }
-}
-
-fn mysql(sql: &str) {
-    let status = std::process::Command::new("mariadb")
-        .args(["-h", "127.0.0.1", "-P", "3306", "-u", "root", "-e", sql])
-        .status()
-        .expect("run the mariadb client (scripts/services.sh up starts the server)");
-    assert!(status.success(), "mariadb: {sql}");
-}
-
-/// Polls `f` until it returns true, for at most `secs` seconds.
-async fn eventually(secs: u64, mut f: impl AsyncFnMut() -> bool) -> bool {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while Instant::now() < deadline {
-        if f().await {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    false
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_gateways_share_the_stock_and_the_writer_lands_every_order() {

@@ -2,6 +2,8 @@
 //! own data directory, and talks HTTP to it.
 #![allow(dead_code)] // each test binary uses a different subset
 
+pub mod prod;
+
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::{connect::HttpConnector, Client};

@@ -68,6 +68,11 @@ impl KafkaSourceConfig {
     }
 }
 
+/// How long a silent group member keeps its partitions, in ms.
+const SESSION_TIMEOUT_MS: &str = "6000";
+/// How often a member tells the group it is alive, in ms.
+const HEARTBEAT_INTERVAL_MS: &str = "1500";
+
 /// A payload that is not a log record; it goes to the dead-letter topic.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Poison {
@@ -168,6 +173,11 @@ impl KafkaSource {
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "earliest")
+            // A writer killed with -9 never says goodbye: its partitions move
+            // to the survivors after this long (librdkafka's 45 s default
+            // would stall the drain).
+            .set("session.timeout.ms", SESSION_TIMEOUT_MS)
+            .set("heartbeat.interval.ms", HEARTBEAT_INTERVAL_MS)
             .set(
                 "max.poll.interval.ms",
                 std::env::var("RDK_MPI").unwrap_or("300000".into()),
