@@ -51,7 +51,7 @@ pub async fn connect_ledger(
         RedisTarget::Single(url) => {
             let conn = redis::Client::open(url.as_str())
                 .with_context(|| format!("redis url {url}"))?
-                .get_multiplexed_async_connection()
+                .get_connection_manager()
                 .await
                 .with_context(|| format!("connecting to redis at {url}"))?;
             let ledger = Arc::new(RedisLedger::new(conn, cfg));

@@ -141,3 +141,172 @@ async fn poison_record_is_dead_lettered_and_the_writer_keeps_going() {
     );
     assert_eq!(env.counts(&id).await, (6, 6, 6));
 }
+
+/// A private Redis server on a free port, killed when dropped.
+struct PrivateRedis {
+    port: u16,
+    proc: Option<common::Proc>,
+}
+
+impl PrivateRedis {
+    fn start() -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port")
+            .port();
+        let mut r = PrivateRedis { port, proc: None };
+        r.restart_empty();
+        r
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    /// Kills the server (as a crash would) and starts an empty one.
+    fn restart_empty(&mut self) {
+        self.proc = None; // Proc's drop kills -9 and reaps
+        let child = std::process::Command::new("redis-server")
+            .args(["--bind", "127.0.0.1", "--port", &self.port.to_string()])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server (scripts/services.sh needs it too)");
+        self.proc = Some(common::Proc(child));
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "redis-server did not start"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+}
+
+/// Grabs once per user through alternating gateways; returns the acked
+/// (user, order id) pairs and the count of each (status, code).
+async fn grab_all(
+    gateways: &[&common::Server],
+    campaign: &str,
+    tokens: &[String],
+    users: std::ops::Range<usize>,
+) -> (
+    Vec<(usize, String)>,
+    std::collections::HashMap<(u16, String), usize>,
+) {
+    let mut acked = Vec::new();
+    let mut seen = std::collections::HashMap::new();
+    for u in users {
+        let r = gateways[u % gateways.len()]
+            .grab(campaign, &tokens[u])
+            .await;
+        if r.status == 202 {
+            acked.push((
+                u,
+                r.json()["order_id"].as_str().expect("order id").to_string(),
+            ));
+        }
+        *seen.entry((r.status, r.code())).or_insert(0) += 1;
+    }
+    (acked, seen)
+}
+
+/// Acceptance: Redis restarted empty mid-sale. The gateways stop selling
+/// the campaign (503, never 202), `seckill reconcile --repair` restores it
+/// from MySQL, and the sale ends with exactly the stock sold.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_restarted_empty_blocks_until_reconciled_and_the_count_is_exact() {
+    let mut redis = PrivateRedis::start();
+    let mut env = ProdEnv::new("redisloss");
+    env.envs.push(("SECKILL_REDIS_URL", redis.url()));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let id = format!("loss-{}", std::process::id());
+    let g1 = env.gateway(dir.path(), "g1");
+    let g2 = env.gateway(dir.path(), "g2");
+    let _writer = env.writer(dir.path(), "w");
+    g1.create_campaign(json!({ "id": id, "stock": 200 })).await;
+    let path = format!("/api/v1/campaigns/{id}");
+    assert!(eventually(10, async || g2.get(&path, None).await.status == 200).await);
+    let names = users("r-", 1_000);
+    let tokens = g1.tokens(&names).await;
+
+    let (first, _) = grab_all(&[&g1, &g2], &id, &tokens, 0..60).await;
+    assert_eq!(first.len(), 60);
+    redis.restart_empty();
+    let (during, seen) = grab_all(&[&g1, &g2], &id, &tokens, 60..160).await;
+    assert!(
+        during.is_empty(),
+        "sold {} units with the ledger gone",
+        during.len()
+    );
+    assert_eq!(
+        seen.get(&(503, "unavailable".to_string())),
+        Some(&100),
+        "{seen:?}"
+    );
+
+    // The operator: pause, let the writer drain, reconcile, resume.
+    assert_eq!(
+        g1.admin_post(&format!("/admin/v1/campaigns/{id}/pause"), &json!({}))
+            .await
+            .status,
+        200
+    );
+    assert!(eventually(30, async || env.counts(&id).await.0 >= 60).await);
+    let mut reconcile = vec![
+        "reconcile",
+        "--config",
+        common::prod::CONFIG,
+        "--campaign",
+        &id,
+    ];
+    let out = run_seckill(&env, &reconcile);
+    assert_eq!(
+        out.0, 3,
+        "a lost ledger is reported, not repaired, without --repair: {}",
+        out.1
+    );
+    assert!(out.1.contains("ledger lost this campaign"), "{}", out.1);
+    reconcile.push("--repair");
+    let out = run_seckill(&env, &reconcile);
+    assert_eq!(out.0, 0, "{}", out.1);
+    assert!(out.1.contains("140 units remaining"), "{}", out.1);
+    assert_eq!(
+        g1.admin_post(&format!("/admin/v1/campaigns/{id}/resume"), &json!({}))
+            .await
+            .status,
+        200
+    );
+    // Gateways learn the resume and the restored stock within their refresh periods.
+    let probe = &tokens[999];
+    assert!(
+        eventually(10, async || g2.grab(&id, probe).await.status == 202).await,
+        "selling did not resume"
+    );
+    let (last, seen) = grab_all(&[&g1, &g2], &id, &tokens, 160..999).await;
+    assert_eq!(last.len(), 139, "{seen:?}");
+    assert!(eventually(30, async || env.counts(&id).await.0 >= 200).await);
+    assert_eq!(env.counts(&id).await, (200, 200, 200));
+    let rows: std::collections::HashSet<String> =
+        env.rows(&id).await.into_iter().map(|(o, _)| o).collect();
+    for (_, order) in first.iter().chain(&last) {
+        assert!(rows.contains(order), "acknowledged order {order} missing");
+    }
+}
+
+/// Runs `seckill <args>` with the test's environment; (exit code, stdout+stderr).
+fn run_seckill(env: &ProdEnv, args: &[&str]) -> (i32, String) {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_seckill"));
+    cmd.args(args).env("SECKILL_LOG", "warn");
+    for (k, v) in &env.envs {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().expect("run seckill");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code().unwrap_or(-1), text)
+}

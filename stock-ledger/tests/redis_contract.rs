@@ -9,7 +9,7 @@ async fn ledger() -> RedisLedger<RedisConn> {
         std::env::var("SECKILL_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/".into());
     let client = redis::Client::open(url.as_str()).expect("redis url");
     let conn = client
-        .get_multiplexed_async_connection()
+        .get_connection_manager()
         .await
         .unwrap_or_else(|e| panic!("Redis at {url} is required for this test: {e}"));
     RedisLedger::new(
@@ -64,7 +64,7 @@ async fn lost_keys_block_the_campaign_until_restored() {
         std::env::var("SECKILL_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/".into());
     let mut conn = redis::Client::open(url.as_str())
         .expect("url")
-        .get_multiplexed_async_connection()
+        .get_connection_manager()
         .await
         .expect("connect");
     let keys: Vec<String> = ["meta", "stock", "seq", "last", "active", "holds"]

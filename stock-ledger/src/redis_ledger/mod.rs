@@ -31,8 +31,10 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// A single Redis server.
-pub type RedisConn = redis::aio::MultiplexedConnection;
+/// A single Redis server, through a connection that reconnects by itself
+/// after the server restarts (a restarted-empty server then answers
+/// `NotLoaded`, which blocks selling until a restore).
+pub type RedisConn = redis::aio::ConnectionManager;
 /// A Redis Cluster.
 pub type RedisClusterConn = redis::cluster_async::ClusterConnection;
 
