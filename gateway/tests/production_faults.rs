@@ -12,6 +12,10 @@ use order_log::{KafkaLog, KafkaLogConfig};
 use serde_json::json;
 use std::sync::Arc;
 
+/// The tests of this file stop shared services (the broker) or load them
+/// heavily; they run one at a time.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 fn brokers() -> String {
     std::env::var("SECKILL_KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".into())
 }
@@ -72,6 +76,7 @@ async fn produce(env: &ProdEnv, c: &Campaign, names: &[String]) {
 /// counter equals the row count.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writer_killed_five_times_lands_every_order_once() {
+    let _serial = SERIAL.lock().await;
     let env = ProdEnv::new("kill");
     let dir = tempfile::tempdir().expect("tempdir");
     let id = format!("kill-{}", std::process::id());
@@ -107,6 +112,7 @@ async fn writer_killed_five_times_lands_every_order_once() {
 /// tries, counted in stats, and the writer keeps going.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn poison_record_is_dead_lettered_and_the_writer_keeps_going() {
+    let _serial = SERIAL.lock().await;
     use rdkafka::producer::{FutureProducer, FutureRecord};
     let env = ProdEnv::new("poison");
     let dir = tempfile::tempdir().expect("tempdir");
@@ -217,6 +223,7 @@ async fn grab_all(
 /// from MySQL, and the sale ends with exactly the stock sold.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_restarted_empty_blocks_until_reconciled_and_the_count_is_exact() {
+    let _serial = SERIAL.lock().await;
     let mut redis = PrivateRedis::start();
     let mut env = ProdEnv::new("redisloss");
     env.envs.push(("SECKILL_REDIS_URL", redis.url()));
@@ -309,4 +316,139 @@ fn run_seckill(env: &ProdEnv, args: &[&str]) -> (i32, String) {
         String::from_utf8_lossy(&out.stderr)
     );
     (out.status.code().unwrap_or(-1), text)
+}
+
+/// A TCP proxy to MySQL that a test can cut: while cut, every connection
+/// through it is dropped and new ones are closed at once.
+struct CuttableProxy {
+    port: u16,
+    cut: Arc<std::sync::atomic::AtomicBool>,
+    generation: Arc<tokio::sync::watch::Sender<u64>>,
+}
+
+impl CuttableProxy {
+    async fn start(upstream: &'static str) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let cut = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let generation = Arc::new(tokio::sync::watch::channel(0u64).0);
+        let (c, g) = (Arc::clone(&cut), Arc::clone(&generation));
+        tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                if c.load(std::sync::atomic::Ordering::SeqCst) {
+                    continue; // dropped: the client sees the connection close
+                }
+                let mut killed = g.subscribe();
+                tokio::spawn(async move {
+                    let Ok(mut outbound) = tokio::net::TcpStream::connect(upstream).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        _ = killed.changed() => {}
+                    }
+                });
+            }
+        });
+        CuttableProxy {
+            port,
+            cut,
+            generation,
+        }
+    }
+
+    fn set_cut(&self, cut: bool) {
+        self.cut.store(cut, std::sync::atomic::Ordering::SeqCst);
+        if cut {
+            self.generation.send_modify(|g| *g += 1);
+        }
+    }
+}
+
+/// Sum of the group's committed offsets on the topic (what a restarted
+/// writer would resume from).
+async fn committed(env: &ProdEnv) -> i64 {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let group = env.envs[2].1.clone();
+    let topic = env.topic().to_string();
+    tokio::task::spawn_blocking(move || {
+        let c: BaseConsumer = rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", brokers())
+            .set("group.id", &group)
+            .create()
+            .expect("consumer");
+        let mut tpl = rdkafka::TopicPartitionList::new();
+        for p in 0..order_log::kafka::PARTITIONS_DEFAULT {
+            tpl.add_partition(&topic, p);
+        }
+        let got = c
+            .committed_offsets(tpl, std::time::Duration::from_secs(10))
+            .expect("committed offsets");
+        got.elements()
+            .iter()
+            .map(|e| match e.offset() {
+                rdkafka::Offset::Offset(o) => o,
+                _ => 0,
+            })
+            .sum()
+    })
+    .await
+    .expect("blocking task")
+}
+
+/// Acceptance: MySQL unreachable for 20 s while the writer drains. The
+/// writer pauses without committing offsets, then drains everything.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mysql_outage_pauses_the_writer_without_committing() {
+    let _serial = SERIAL.lock().await;
+    let mut env = ProdEnv::new("mysqlout");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let id = format!("out-{}", std::process::id());
+    let c = campaign(&env, dir.path(), &id, 5_000).await;
+    produce(&env, &c, &users("m-", 5_000)).await;
+    let proxy = CuttableProxy::start("127.0.0.1:3306").await;
+    let direct = env.envs[0].1.clone();
+    let via_proxy = direct.replace("127.0.0.1:3306", &format!("127.0.0.1:{}", proxy.port));
+    assert_ne!(
+        direct, via_proxy,
+        "the test must route the writer through the proxy"
+    );
+    env.envs[0].1 = via_proxy;
+    let slow = ["--writer-rows-per-s", "500", "--writer-batch-rows", "100"];
+    let _writer = env.writer_with(dir.path(), "w", &slow);
+    env.envs[0].1 = direct;
+    assert!(
+        eventually(30, async || env.counts(&id).await.0 >= 500).await,
+        "no progress"
+    );
+
+    proxy.set_cut(true);
+    // Let batches in flight finish or fail, then watch 20 s of outage.
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    let (rows_cut, _, _) = env.counts(&id).await;
+    let offsets_cut = committed(&env).await;
+    tokio::time::sleep(std::time::Duration::from_secs(20)).await;
+    assert_eq!(
+        env.counts(&id).await.0,
+        rows_cut,
+        "rows landed with MySQL unreachable"
+    );
+    assert_eq!(
+        committed(&env).await,
+        offsets_cut,
+        "offsets committed during the outage"
+    );
+    assert!(
+        rows_cut < 5_000,
+        "drained before the outage; the test needs a slower writer"
+    );
+
+    proxy.set_cut(false);
+    assert!(
+        eventually(60, async || env.counts(&id).await.0 >= 5_000).await,
+        "the writer did not drain after MySQL came back"
+    );
+    assert_eq!(env.counts(&id).await, (5_000, 5_000, 5_000));
 }
