@@ -27,6 +27,7 @@ pub struct Overrides {
     pub mysql_url: Option<String>,
     pub kafka_topic: Option<String>,
     pub kafka_group: Option<String>,
+    pub kafka_message_timeout_ms: Option<u64>,
     pub jwt_secret: Option<String>,
     pub admin_token: Option<String>,
 }
@@ -176,7 +177,10 @@ fn production(
     }
     let g = &file.order_log;
     let delivery_wait_ms = g.delivery_wait_ms.unwrap_or(2_000);
-    let message_timeout_ms = g.message_timeout_ms.unwrap_or(20_000);
+    let message_timeout_ms = o
+        .kafka_message_timeout_ms
+        .or(g.message_timeout_ms)
+        .unwrap_or(20_000);
     if delivery_wait_ms == 0 || delivery_wait_ms > 30_000 {
         return Err(invalid("order_log.delivery_wait_ms", "must be 1 to 30000"));
     }

@@ -91,6 +91,10 @@ struct ServeArgs {
     /// Kafka topic of the order log (overrides order_log.topic).
     #[arg(long, env = "SECKILL_KAFKA_TOPIC")]
     kafka_topic: Option<String>,
+    /// How long the producer retries a record before giving up, in ms
+    /// (overrides order_log.message_timeout_ms).
+    #[arg(long, env = "SECKILL_KAFKA_MESSAGE_TIMEOUT_MS")]
+    kafka_message_timeout_ms: Option<u64>,
     /// Consumer group of the writers (overrides writer.group_id).
     #[arg(long, env = "SECKILL_KAFKA_GROUP")]
     kafka_group: Option<String>,
@@ -119,6 +123,7 @@ impl ServeArgs {
             mysql_url: self.mysql_url,
             kafka_topic: self.kafka_topic,
             kafka_group: self.kafka_group,
+            kafka_message_timeout_ms: self.kafka_message_timeout_ms,
             jwt_secret: std::env::var("SECKILL_JWT_SECRET").ok(),
             admin_token: std::env::var("SECKILL_ADMIN_TOKEN").ok(),
         };

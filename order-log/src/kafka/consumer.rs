@@ -94,9 +94,6 @@ struct SourceContext {
 }
 
 impl ClientContext for SourceContext {
-    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, log_message: &str) {
-        eprintln!("RDK {} {level:?} {fac} {log_message}", self.group_id);
-    }
     fn error(&self, error: KafkaError, reason: &str) {
         // librdkafka recovers from these on its own (reconnects, retries).
         tracing::warn!(group = %self.group_id, %error, reason, "kafka consumer client error");
@@ -178,10 +175,6 @@ impl KafkaSource {
             // would stall the drain).
             .set("session.timeout.ms", SESSION_TIMEOUT_MS)
             .set("heartbeat.interval.ms", HEARTBEAT_INTERVAL_MS)
-            .set(
-                "max.poll.interval.ms",
-                std::env::var("RDK_MPI").unwrap_or("300000".into()),
-            )
             .set("reconnect.backoff.max.ms", RECONNECT_BACKOFF_MAX_MS)
             .create_with_context(context)
             .map_err(|e| LogError::Kafka(format!("cannot create the Kafka consumer: {e}")))?;

@@ -105,6 +105,10 @@ impl KafkaLogConfig {
 }
 
 /// The Kafka order log. Shared as `Arc<KafkaLog>`.
+///
+/// An `append` must run to completion (the gateway runs grabs in tasks of
+/// their own): a cancelled append drops its delivery report, and with it the
+/// `on_settled` call it would have made.
 pub struct KafkaLog {
     producer: FutureProducer,
     topic: String,

@@ -47,7 +47,6 @@ async fn until_all_assigned(members: &mut [KafkaSource], within: Duration) {
             all &= !m.assigned_partitions().expect("assignment").is_empty();
         }
         if all {
-            eprintln!("SPLIT after {:?}", Instant::now() + within - deadline);
             return;
         }
         assert!(
@@ -87,7 +86,11 @@ async fn two_writers_split_the_partitions_and_together_read_everything() {
     let second = tokio::spawn(drain(second, Arc::clone(&seen), want.len(), deadline));
     let (first, read_a) = first.await.expect("first member");
     let (second, read_b) = second.await.expect("second member");
-    tokio::join!(first.close(), second.close());
+    // One after the other: tansu 0.6 can wedge a group when two members
+    // leave at the same moment (it keeps a departed leader and never assigns
+    // a newcomer), which real Kafka does not do.
+    first.close().await;
+    second.close().await;
     assert_eq!(*seen.lock().await, want, "together they read every record");
     assert!(
         !read_a.is_empty() && !read_b.is_empty(),
@@ -97,7 +100,7 @@ async fn two_writers_split_the_partitions_and_together_read_everything() {
     // Everything is committed: a newcomer to the group finds nothing left.
     // (Polls while waiting for its assignment must be empty too.)
     let mut late = [source(&topic, &group).await];
-    until_all_assigned(&mut late, Duration::from_secs(200)).await;
+    until_all_assigned(&mut late, Duration::from_secs(60)).await;
     let [mut late] = late;
     let rest = late.poll(10, 1_000).await.expect("poll");
     assert!(
