@@ -63,6 +63,7 @@ pub struct Production {
     pub kafka_delivery_wait_ms: u64,
     pub kafka_message_timeout_ms: u64,
     pub kafka_group_id: String,
+    pub kafka_session_timeout_ms: u64,
     pub kafka_dead_letter_topic: String,
     pub mysql_url: String,
     pub mysql_pool_max: u32,
@@ -132,6 +133,7 @@ pub struct WriterSection {
     pub rows_per_s_max: Option<u32>,
     pub group_id: Option<String>,
     pub dead_letter_topic: Option<String>,
+    pub session_timeout_ms: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -28,6 +28,7 @@ pub struct Overrides {
     pub kafka_topic: Option<String>,
     pub kafka_group: Option<String>,
     pub kafka_message_timeout_ms: Option<u64>,
+    pub kafka_session_timeout_ms: Option<u64>,
     pub jwt_secret: Option<String>,
     pub admin_token: Option<String>,
 }
@@ -224,6 +225,11 @@ fn production(
             .clone()
             .or_else(|| w.group_id.clone())
             .unwrap_or_else(|| "seckill-writers".into()),
+        kafka_session_timeout_ms: o
+            .kafka_session_timeout_ms
+            .or(w.session_timeout_ms)
+            .unwrap_or(order_log::kafka::SESSION_TIMEOUT_MS_DEFAULT)
+            .clamp(1_000, 300_000),
         mysql_url: o
             .mysql_url
             .clone()

@@ -95,6 +95,10 @@ struct ServeArgs {
     /// (overrides order_log.message_timeout_ms).
     #[arg(long, env = "SECKILL_KAFKA_MESSAGE_TIMEOUT_MS")]
     kafka_message_timeout_ms: Option<u64>,
+    /// How long a silent writer keeps its partitions, in ms
+    /// (overrides writer.session_timeout_ms).
+    #[arg(long, env = "SECKILL_KAFKA_SESSION_TIMEOUT_MS")]
+    kafka_session_timeout_ms: Option<u64>,
     /// Consumer group of the writers (overrides writer.group_id).
     #[arg(long, env = "SECKILL_KAFKA_GROUP")]
     kafka_group: Option<String>,
@@ -124,6 +128,7 @@ impl ServeArgs {
             kafka_topic: self.kafka_topic,
             kafka_group: self.kafka_group,
             kafka_message_timeout_ms: self.kafka_message_timeout_ms,
+            kafka_session_timeout_ms: self.kafka_session_timeout_ms,
             jwt_secret: std::env::var("SECKILL_JWT_SECRET").ok(),
             admin_token: std::env::var("SECKILL_ADMIN_TOKEN").ok(),
         };

@@ -235,6 +235,7 @@ pub async fn run_writer(
     let source = KafkaSource::connect(KafkaSourceConfig {
         dead_letter_topic: p.kafka_dead_letter_topic.clone(),
         partitions: p.kafka_partitions,
+        session_timeout_ms: p.kafka_session_timeout_ms,
         ..KafkaSourceConfig::new(
             p.kafka_brokers.clone(),
             p.kafka_topic.clone(),

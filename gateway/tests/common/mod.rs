@@ -278,7 +278,10 @@ pub fn spawn_ready(
     cmd.args(args)
         .env("SECKILL_JWT_SECRET", JWT_SECRET)
         .env("SECKILL_ADMIN_TOKEN", ADMIN_TOKEN)
-        .env("SECKILL_LOG", "warn")
+        .env(
+            "SECKILL_LOG",
+            std::env::var("SECKILL_TEST_LOG").unwrap_or_else(|_| "warn".into()),
+        )
         .stdout(Stdio::piped())
         .stderr(stderr);
     for (k, v) in envs {

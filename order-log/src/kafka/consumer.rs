@@ -47,6 +47,10 @@ pub struct KafkaSourceConfig {
     pub partitions: i32,
     /// Replicas of the topics when the source creates them.
     pub replication_factor: i32,
+    /// How long a silent member keeps its partitions (librdkafka's
+    /// `session.timeout.ms`). Longer rides out broker hiccups without a
+    /// rebalance; shorter hands a killed writer's partitions over sooner.
+    pub session_timeout_ms: u64,
 }
 
 impl KafkaSourceConfig {
@@ -64,14 +68,13 @@ impl KafkaSourceConfig {
             group_id: group_id.into(),
             partitions: PARTITIONS_DEFAULT,
             replication_factor: 1,
+            session_timeout_ms: SESSION_TIMEOUT_MS_DEFAULT,
         }
     }
 }
 
-/// How long a silent group member keeps its partitions, in ms.
-const SESSION_TIMEOUT_MS: &str = "6000";
-/// How often a member tells the group it is alive, in ms.
-const HEARTBEAT_INTERVAL_MS: &str = "1500";
+/// Kafka's own default session timeout, in ms.
+pub const SESSION_TIMEOUT_MS_DEFAULT: u64 = 45_000;
 
 /// A payload that is not a log record; it goes to the dead-letter topic.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -171,10 +174,13 @@ impl KafkaSource {
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "earliest")
             // A writer killed with -9 never says goodbye: its partitions move
-            // to the survivors after this long (librdkafka's 45 s default
-            // would stall the drain).
-            .set("session.timeout.ms", SESSION_TIMEOUT_MS)
-            .set("heartbeat.interval.ms", HEARTBEAT_INTERVAL_MS)
+            // to the survivors after this long.
+            .set("session.timeout.ms", cfg.session_timeout_ms.to_string())
+            // Heartbeats well inside the session, as Kafka recommends.
+            .set(
+                "heartbeat.interval.ms",
+                (cfg.session_timeout_ms / 4).max(100).to_string(),
+            )
             .set("reconnect.backoff.max.ms", RECONNECT_BACKOFF_MAX_MS)
             .create_with_context(context)
             .map_err(|e| LogError::Kafka(format!("cannot create the Kafka consumer: {e}")))?;

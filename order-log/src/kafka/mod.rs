@@ -24,7 +24,7 @@ mod consumer;
 mod outcome;
 mod producer;
 
-pub use consumer::{KafkaSource, KafkaSourceConfig, Poison, Sourced};
+pub use consumer::{KafkaSource, KafkaSourceConfig, Poison, Sourced, SESSION_TIMEOUT_MS_DEFAULT};
 pub use outcome::Settled;
 pub use producer::{KafkaLog, KafkaLogConfig, OnSettled};
 
