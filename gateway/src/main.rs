@@ -198,6 +198,7 @@ async fn reconcile(args: ReconcileArgs) -> anyhow::Result<()> {
             " (ledger lost this campaign)"
         }
     );
+    println!("order log: {} records not yet in the store", r.log_lag);
     println!(
         "holds without a durable order (released by --repair): {}",
         d.holds_without_record.len()

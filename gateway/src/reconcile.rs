@@ -2,9 +2,10 @@
 //! campaign and, with `--repair`, rebuilds the ledger from the records.
 //!
 //! The records are the order store's rows (orders that are not cancelled or
-//! expired). The writers must have drained the log first, or records still
-//! in the topic would look like holds without a record; the campaign must be
-//! paused or over (unless `--force`) so no grab moves the ledger meanwhile.
+//! expired). The log is checked too: records the writers have not stored
+//! yet (the group's lag) would look like holds without an order, so a repair
+//! is refused until the lag is zero. The campaign must be paused or over
+//! (unless `--force`) so no grab moves the ledger meanwhile.
 
 use crate::app::now_ms;
 use crate::config::Production;
@@ -18,6 +19,8 @@ use engine::{CampaignId, Control};
 #[derive(Debug)]
 pub struct Report {
     pub diff: Diff,
+    /// Records in the log the writers have not stored yet (all campaigns).
+    pub log_lag: u64,
     pub ledger_was_loaded: bool,
     pub repaired: bool,
 }
@@ -57,10 +60,19 @@ pub async fn reconcile(
             n: o.record.n,
         })
         .collect();
+    let log_lag = order_log::kafka::group_lag(&p.kafka_brokers, &p.kafka_topic, &p.kafka_group_id)
+        .await
+        .context("reading the writers' lag on the order log")?;
     let held = ledger.holds(campaign).await.context("reading the ledger")?;
     let ledger_was_loaded = held.is_some();
     let d = diff(c.stock_total, &durable, &held.unwrap_or_default());
     let needs = !d.is_clean() || !ledger_was_loaded;
+    if repair && needs && log_lag > 0 && !force {
+        bail!(
+            "{log_lag} records in the order log are not in the store yet: let the writers drain \
+             (or pass --force) before repairing, or they would be counted as unsold"
+        );
+    }
     if repair && needs {
         ledger
             .restore(campaign, c.stock_total, &durable)
@@ -69,6 +81,7 @@ pub async fn reconcile(
     }
     Ok(Report {
         diff: d,
+        log_lag,
         ledger_was_loaded,
         repaired: repair && needs,
     })

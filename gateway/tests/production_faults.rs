@@ -471,24 +471,10 @@ fn services(cmd: &str) {
 }
 
 /// Records of the topic the writers have not committed yet.
-async fn lag(env: &ProdEnv) -> i64 {
-    use rdkafka::consumer::{BaseConsumer, Consumer};
-    let topic = env.topic().to_string();
-    let high: i64 = tokio::task::spawn_blocking(move || {
-        let c: BaseConsumer = rdkafka::ClientConfig::new()
-            .set("bootstrap.servers", brokers())
-            .create()
-            .expect("consumer");
-        (0..order_log::kafka::PARTITIONS_DEFAULT)
-            .map(|p| {
-                c.fetch_watermarks(&topic, p, std::time::Duration::from_secs(10))
-                    .map_or(0, |(_, high)| high)
-            })
-            .sum()
-    })
-    .await
-    .expect("blocking task");
-    high - committed(env).await
+async fn lag(env: &ProdEnv) -> u64 {
+    order_log::kafka::group_lag(&brokers(), env.topic(), &env.envs[2].1)
+        .await
+        .expect("group lag")
 }
 
 #[derive(Clone, Copy, Debug)]

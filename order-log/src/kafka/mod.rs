@@ -24,7 +24,9 @@ mod consumer;
 mod outcome;
 mod producer;
 
+mod lag;
 pub use consumer::{KafkaSource, KafkaSourceConfig, Poison, Sourced, SESSION_TIMEOUT_MS_DEFAULT};
+pub use lag::group_lag;
 pub use outcome::Settled;
 pub use producer::{KafkaLog, KafkaLogConfig, OnSettled};
 
