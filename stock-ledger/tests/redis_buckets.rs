@@ -7,27 +7,11 @@ use engine::ports::{Reservation, StockLedger};
 use std::collections::HashSet;
 use std::sync::Arc;
 use stock_ledger::contract::{unique_campaign, user};
-use stock_ledger::{RedisClusterConn, RedisLedger, RedisLedgerConfig};
 
-async fn ledger() -> RedisLedger<RedisClusterConn> {
-    let nodes: Vec<String> = std::env::var("SECKILL_REDIS_CLUSTER")
-        .unwrap_or_else(|_| {
-            "redis://127.0.0.1:7000/,redis://127.0.0.1:7001/,redis://127.0.0.1:7002/".into()
-        })
-        .split(',')
-        .map(str::to_string)
-        .collect();
-    let client = redis::cluster::ClusterClient::new(nodes.clone()).expect("cluster urls");
-    let conn = client.get_async_connection().await.unwrap_or_else(|e| {
-        panic!("the Redis Cluster at {nodes:?} is required (scripts/services.sh up): {e}")
-    });
-    RedisLedger::new(
-        conn,
-        RedisLedgerConfig {
-            prefix: "seckill-test".into(),
-            buckets: 8,
-        },
-    )
+mod common;
+
+async fn ledger() -> stock_ledger::RedisLedger<stock_ledger::RedisClusterConn> {
+    common::cluster(8).await
 }
 
 stock_ledger::ledger_contract_tests!(|| ledger());

@@ -4,27 +4,10 @@
 //! the unique campaign ids spread the tests over all three nodes.
 //! No skipping: without the cluster this test fails.
 
-use stock_ledger::{RedisClusterConn, RedisLedger, RedisLedgerConfig};
+mod common;
 
-async fn ledger() -> RedisLedger<RedisClusterConn> {
-    let nodes: Vec<String> = std::env::var("SECKILL_REDIS_CLUSTER")
-        .unwrap_or_else(|_| {
-            "redis://127.0.0.1:7000/,redis://127.0.0.1:7001/,redis://127.0.0.1:7002/".into()
-        })
-        .split(',')
-        .map(str::to_string)
-        .collect();
-    let client = redis::cluster::ClusterClient::new(nodes.clone()).expect("cluster urls");
-    let conn = client.get_async_connection().await.unwrap_or_else(|e| {
-        panic!("the Redis Cluster at {nodes:?} is required (scripts/services.sh up): {e}")
-    });
-    RedisLedger::new(
-        conn,
-        RedisLedgerConfig {
-            prefix: "seckill-test".into(),
-            buckets: 1,
-        },
-    )
+async fn ledger() -> stock_ledger::RedisLedger<stock_ledger::RedisClusterConn> {
+    common::cluster(1).await
 }
 
 stock_ledger::ledger_contract_tests!(|| ledger());

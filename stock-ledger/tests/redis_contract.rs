@@ -2,23 +2,10 @@
 //! the machine, or by `scripts/services.sh up`). `SECKILL_REDIS_URL`
 //! overrides the address. No skipping: without Redis this test fails.
 
-use stock_ledger::{RedisConn, RedisLedger, RedisLedgerConfig};
+mod common;
 
-async fn ledger() -> RedisLedger<RedisConn> {
-    let url =
-        std::env::var("SECKILL_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/".into());
-    let client = redis::Client::open(url.as_str()).expect("redis url");
-    let conn = client
-        .get_connection_manager()
-        .await
-        .unwrap_or_else(|e| panic!("Redis at {url} is required for this test: {e}"));
-    RedisLedger::new(
-        conn,
-        RedisLedgerConfig {
-            prefix: "seckill-test".into(),
-            buckets: 1,
-        },
-    )
+async fn ledger() -> stock_ledger::RedisLedger<stock_ledger::RedisConn> {
+    common::single(1).await
 }
 
 stock_ledger::ledger_contract_tests!(|| ledger());
@@ -60,8 +47,7 @@ async fn lost_keys_block_the_campaign_until_restored() {
         Reservation::Reserved { .. }
     ));
     // Simulate the data loss for this campaign only (the server is shared).
-    let url =
-        std::env::var("SECKILL_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/".into());
+    let url = common::redis_url();
     let mut conn = redis::Client::open(url.as_str())
         .expect("url")
         .get_connection_manager()
