@@ -45,6 +45,9 @@ pub struct LiveCampaign {
     // A read-mostly lock: every grab reads, only operators write.
     campaign: RwLock<Arc<Campaign>>,
     pub counters: Counters,
+    /// (read at ms, remaining) of the last ledger snapshot, for buyers' status.
+    // A short lock: one copy in, one copy out.
+    remaining_hint: parking_lot::Mutex<Option<(u64, Option<u64>)>>,
 }
 
 impl LiveCampaign {
@@ -54,6 +57,18 @@ impl LiveCampaign {
 
     pub fn set(&self, campaign: Campaign) {
         *self.campaign.write() = Arc::new(campaign);
+    }
+
+    /// The remaining count read at most `max_age_ms` before `now_ms`.
+    pub fn remaining_hint(&self, now_ms: u64, max_age_ms: u64) -> Option<Option<u64>> {
+        match *self.remaining_hint.lock() {
+            Some((at, hint)) if now_ms.saturating_sub(at) <= max_age_ms => Some(hint),
+            _ => None,
+        }
+    }
+
+    pub fn set_remaining_hint(&self, now_ms: u64, hint: Option<u64>) {
+        *self.remaining_hint.lock() = Some((now_ms, hint));
     }
 }
 
@@ -81,6 +96,7 @@ impl Registry {
                 Arc::new(LiveCampaign {
                     campaign: RwLock::new(Arc::new(campaign)),
                     counters: Counters::default(),
+                    remaining_hint: parking_lot::Mutex::new(None),
                 })
             });
         inserted
@@ -106,5 +122,35 @@ impl Registry {
             (c.starts_at_ms, c.id.clone())
         });
         v
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn remaining_hint_expires() {
+        let r = Registry::default();
+        let c = engine::CampaignSpec {
+            id: None,
+            title: "t".into(),
+            price_cents: 1,
+            stock: 5,
+            starts_at_ms: 0,
+            ends_at_ms: 10,
+            per_user_limit: None,
+            quiz: None,
+            payment_window_s: None,
+            load_test: None,
+        }
+        .validate(CampaignId::parse("c").unwrap())
+        .unwrap();
+        r.insert(c);
+        let live = r.get(&CampaignId::parse("c").unwrap()).unwrap();
+        assert_eq!(live.remaining_hint(1_000, 1_000), None, "nothing read yet");
+        live.set_remaining_hint(1_000, Some(4));
+        assert_eq!(live.remaining_hint(2_000, 1_000), Some(Some(4)));
+        assert_eq!(live.remaining_hint(2_001, 1_000), None, "too old");
     }
 }

@@ -23,7 +23,7 @@ pub async fn create(app: &App, headers: &http::HeaderMap, body: &[u8]) -> Result
     let id = campaign.id.clone();
     create_campaign(app, campaign).await?;
     let live = super::campaign(app, id.as_str())?;
-    let mut view = super::campaign_view(app, &live, now_ms()).await;
+    let mut view = super::campaign_view(app, &live, now_ms(), true).await;
     view["control"] = serde_json::json!(live.get().control);
     Ok(web::json(StatusCode::CREATED, &view))
 }
@@ -73,7 +73,7 @@ pub async fn list(app: &App) -> Result<Resp, ApiError> {
     let now = now_ms();
     let mut out = Vec::new();
     for live in app.registry.all() {
-        let mut view = super::campaign_view(app, &live, now).await;
+        let mut view = super::campaign_view(app, &live, now, true).await;
         view["control"] = serde_json::json!(live.get().control);
         out.push(view);
     }
@@ -148,7 +148,7 @@ pub async fn control(app: &App, id: &str, action: &str) -> Result<Resp, ApiError
         .await
         .map_err(store_failed)?;
     live.set(c);
-    let mut view = super::campaign_view(app, &live, now_ms()).await;
+    let mut view = super::campaign_view(app, &live, now_ms(), true).await;
     view["control"] = serde_json::json!(live.get().control);
     Ok(web::json(StatusCode::OK, &view))
 }

@@ -27,7 +27,7 @@ pub fn time() -> Resp {
 
 pub async fn campaign(app: &App, id: &str) -> Result<Resp, ApiError> {
     let live = super::campaign(app, id)?;
-    let view = super::campaign_view(app, &live, now_ms()).await;
+    let view = super::campaign_view(app, &live, now_ms(), false).await;
     Ok(web::with_cache(
         web::json(StatusCode::OK, &view),
         "public, max-age=1",

@@ -18,15 +18,37 @@ pub fn campaign(app: &App, id: &str) -> Result<Arc<LiveCampaign>, ApiError> {
         .ok_or_else(ApiError::campaign_not_found)
 }
 
-/// The public view of a campaign (`GET /api/v1/campaigns/{id}` and admin lists).
-pub async fn campaign_view(app: &App, live: &LiveCampaign, now_ms: u64) -> serde_json::Value {
+/// How old a buyer-facing `remaining_hint` may be: the status endpoint is
+/// cacheable for about a second anyway, and a crowd polling it must not turn
+/// into a ledger round trip per request.
+pub const REMAINING_HINT_MAX_AGE_MS: u64 = 1_000;
+
+/// The public view of a campaign (`GET /api/v1/campaigns/{id}` and admin
+/// lists). `fresh` reads the ledger now (operators); otherwise the remaining
+/// count may be up to `REMAINING_HINT_MAX_AGE_MS` old (buyers).
+pub async fn campaign_view(
+    app: &App,
+    live: &LiveCampaign,
+    now_ms: u64,
+    fresh: bool,
+) -> serde_json::Value {
     let c = live.get();
     let sold_out = app.ledger.sold_out_hint(&c.id);
-    let remaining = match app.ledger.snapshot(&c.id).await {
-        Ok(s) => s.map(|s| s.remaining),
-        Err(e) => {
-            tracing::warn!(campaign = %c.id, error = %e, "ledger snapshot failed");
-            None
+    let cached = (!fresh)
+        .then(|| live.remaining_hint(now_ms, REMAINING_HINT_MAX_AGE_MS))
+        .flatten();
+    let remaining = match cached {
+        Some(hint) => hint,
+        None => {
+            let read = match app.ledger.snapshot(&c.id).await {
+                Ok(s) => s.map(|s| s.remaining),
+                Err(e) => {
+                    tracing::warn!(campaign = %c.id, error = %e, "ledger snapshot failed");
+                    None
+                }
+            };
+            live.set_remaining_hint(now_ms, read);
+            read
         }
     };
     serde_json::json!({
