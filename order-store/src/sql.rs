@@ -10,3 +10,4 @@
 pub(crate) mod batch;
 pub(crate) mod rows;
 pub(crate) mod status;
+pub(crate) mod store_impl;

@@ -11,10 +11,9 @@ mod status;
 mod tests;
 
 use crate::sql::batch::{self, unknown_campaign, wall_clock_ms, Prepared, Tally};
-use crate::sql::rows::{self, db_err, get_u64, is_unique_violation, to_i64, OrderRow};
-use async_trait::async_trait;
-use engine::ports::{BatchReport, Checkpoint, LogRecord, OrderStore, StatusChange, StoreError};
-use engine::{Campaign, CampaignId, Control, Order, OrderId, OrderStatus};
+use crate::sql::rows::{self, db_err, to_i64, OrderRow};
+use engine::ports::{BatchReport, Checkpoint, LogRecord, StatusChange, StoreError};
+use engine::{OrderId, OrderStatus};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
@@ -73,63 +72,7 @@ impl SqliteStore {
     }
 }
 
-#[async_trait]
-impl OrderStore for SqliteStore {
-    async fn insert_campaign(&self, c: &Campaign) -> Result<(), StoreError> {
-        let sql = format!(
-            "INSERT INTO campaigns ({}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            rows::CAMPAIGN_COLUMNS
-        );
-        let result = sqlx::query(&sql)
-            .bind(c.id.as_str())
-            .bind(&c.title)
-            .bind(to_i64(c.price_cents, "price_cents")?)
-            .bind(to_i64(c.stock_total, "stock_total")?)
-            .bind(to_i64(c.starts_at_ms, "starts_at_ms")?)
-            .bind(to_i64(c.ends_at_ms, "ends_at_ms")?)
-            .bind(i64::from(c.per_user_limit))
-            .bind(c.quiz)
-            .bind(i64::from(c.payment_window_s))
-            .bind(c.load_test)
-            .bind(c.control.as_str())
-            .execute(&self.pool)
-            .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(e) if is_unique_violation(&e) => Err(StoreError::Conflict(format!(
-                "campaign {} already exists",
-                c.id
-            ))),
-            Err(e) => Err(db_err("inserting a campaign", e)),
-        }
-    }
-
-    async fn set_control(&self, id: &CampaignId, control: Control) -> Result<(), StoreError> {
-        let done = sqlx::query("UPDATE campaigns SET control = ? WHERE id = ?")
-            .bind(control.as_str())
-            .bind(id.as_str())
-            .execute(&self.pool)
-            .await
-            .map_err(|e| db_err("setting a campaign's control", e))?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound(format!("campaign {id}")));
-        }
-        Ok(())
-    }
-
-    async fn campaigns(&self) -> Result<Vec<Campaign>, StoreError> {
-        // rowid order is creation order, which is what an operator expects.
-        let sql = format!(
-            "SELECT {} FROM campaigns ORDER BY rowid",
-            rows::CAMPAIGN_COLUMNS
-        );
-        let found = sqlx::query(&sql)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(|e| db_err("listing campaigns", e))?;
-        found.iter().map(rows::campaign_from_row).collect()
-    }
-
+crate::sql::store_impl::impl_sql_store!(SqliteStore, campaign_order: "rowid", insert_dead_letter: INSERT_DEAD_LETTER, {
     async fn write_batch(
         &self,
         records: &[LogRecord],
@@ -150,66 +93,6 @@ impl OrderStore for SqliteStore {
         batch::finish(tx, outcome).await
     }
 
-    async fn checkpoint(&self, source: &str) -> Result<Option<u64>, StoreError> {
-        let row = sqlx::query("SELECT position FROM checkpoints WHERE source = ?")
-            .bind(source)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(|e| db_err("reading a checkpoint", e))?;
-        row.map(|r| get_u64(&r, "position")).transpose()
-    }
-
-    async fn order(&self, id: &OrderId) -> Result<Option<Order>, StoreError> {
-        let sql = format!(
-            "SELECT {} FROM orders WHERE order_id = ?",
-            rows::ORDER_COLUMNS
-        );
-        let row = sqlx::query(&sql)
-            .bind(id.as_str())
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(|e| db_err("reading an order", e))?;
-        row.map(|r| rows::order_from_row(&r)).transpose()
-    }
-
-    async fn orders(&self, campaign: &CampaignId) -> Result<Vec<Order>, StoreError> {
-        let sql = format!(
-            "SELECT {} FROM orders WHERE campaign_id = ? ORDER BY created_at_ms, order_id",
-            rows::ORDER_COLUMNS
-        );
-        let found = sqlx::query(&sql)
-            .bind(campaign.as_str())
-            .fetch_all(&self.pool)
-            .await
-            .map_err(|e| db_err("listing orders", e))?;
-        found.iter().map(rows::order_from_row).collect()
-    }
-
-    async fn count_by_status(
-        &self,
-        campaign: &CampaignId,
-    ) -> Result<Vec<(OrderStatus, u64)>, StoreError> {
-        let found = sqlx::query(
-            "SELECT status, COUNT(*) AS count FROM orders WHERE campaign_id = ? \
-             GROUP BY status ORDER BY status",
-        )
-        .bind(campaign.as_str())
-        .fetch_all(&self.pool)
-        .await
-        .map_err(|e| db_err("counting orders", e))?;
-        found.iter().map(rows::status_count_from_row).collect()
-    }
-
-    async fn sold(&self, campaign: &CampaignId) -> Result<u64, StoreError> {
-        let row = sqlx::query("SELECT sold FROM campaigns WHERE id = ?")
-            .bind(campaign.as_str())
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(|e| db_err("reading sold", e))?
-            .ok_or_else(|| StoreError::NotFound(format!("campaign {campaign}")))?;
-        get_u64(&row, "sold")
-    }
-
     async fn set_status(
         &self,
         order: &OrderId,
@@ -217,42 +100,7 @@ impl OrderStore for SqliteStore {
     ) -> Result<StatusChange, StoreError> {
         status::set_status(&self.pool, order, to, wall_clock_ms()).await
     }
-
-    async fn record_dead_letter(
-        &self,
-        source: &str,
-        campaign: Option<&CampaignId>,
-        reason: &str,
-    ) -> Result<(), StoreError> {
-        sqlx::query(INSERT_DEAD_LETTER)
-            .bind(source)
-            .bind(campaign.map(CampaignId::as_str))
-            .bind(reason)
-            .bind(wall_clock_ms())
-            .execute(&self.pool)
-            .await
-            .map_err(|e| db_err("recording a dead letter", e))?;
-        Ok(())
-    }
-
-    async fn dead_letters(&self, campaign: Option<&CampaignId>) -> Result<u64, StoreError> {
-        let n: i64 = match campaign {
-            Some(c) => {
-                sqlx::query_scalar("SELECT COUNT(*) FROM dead_letters WHERE campaign_id = ?")
-                    .bind(c.as_str())
-                    .fetch_one(&self.pool)
-                    .await
-            }
-            None => {
-                sqlx::query_scalar("SELECT COUNT(*) FROM dead_letters")
-                    .fetch_one(&self.pool)
-                    .await
-            }
-        }
-        .map_err(|e| db_err("counting dead letters", e))?;
-        Ok(u64::try_from(n).unwrap_or(0))
-    }
-}
+});
 
 /// The body of `write_batch`; the caller commits on `Ok` and rolls back on `Err`.
 async fn write_in_tx(

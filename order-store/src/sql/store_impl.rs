@@ -1,0 +1,187 @@
+//! `impl_sql_store!`: the `OrderStore` methods whose SQL is the same on every
+//! SQL backend, written once. sqlx types queries per database, so a generic
+//! function would need a wall of trait bounds; a macro over the store type
+//! gives each backend the same text, checked by the same contract suite.
+//! The methods that differ (`write_batch`, `set_status`) come from the caller.
+
+/// `impl_sql_store!(Store, campaign_order: "<column>", insert_dead_letter: CONST, { fns })`
+/// implements `OrderStore` for `Store`, which must have a `pool` field.
+macro_rules! impl_sql_store {
+    ($store:ty, campaign_order: $order:literal, insert_dead_letter: $dead_letter:expr, { $($specific:tt)* }) => {
+        #[async_trait::async_trait]
+        impl engine::ports::OrderStore for $store {
+            $($specific)*
+
+            async fn insert_campaign(&self, c: &engine::Campaign) -> Result<(), engine::ports::StoreError> {
+                use $crate::sql::rows::{self, db_err, is_unique_violation, to_i64};
+                let sql = format!(
+                    "INSERT INTO campaigns ({}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    rows::CAMPAIGN_COLUMNS
+                );
+                let result = sqlx::query(&sql)
+                    .bind(c.id.as_str())
+                    .bind(&c.title)
+                    .bind(to_i64(c.price_cents, "price_cents")?)
+                    .bind(to_i64(c.stock_total, "stock_total")?)
+                    .bind(to_i64(c.starts_at_ms, "starts_at_ms")?)
+                    .bind(to_i64(c.ends_at_ms, "ends_at_ms")?)
+                    .bind(i64::from(c.per_user_limit))
+                    .bind(c.quiz)
+                    .bind(i64::from(c.payment_window_s))
+                    .bind(c.load_test)
+                    .bind(c.control.as_str())
+                    .execute(&self.pool)
+                    .await;
+                match result {
+                    Ok(_) => Ok(()),
+                    Err(e) if is_unique_violation(&e) => Err(engine::ports::StoreError::Conflict(
+                        format!("campaign {} already exists", c.id),
+                    )),
+                    Err(e) => Err(db_err("inserting a campaign", e)),
+                }
+            }
+
+            async fn set_control(
+                &self,
+                id: &engine::CampaignId,
+                control: engine::Control,
+            ) -> Result<(), engine::ports::StoreError> {
+                // Both drivers report rows matched (MySQL through
+                // CLIENT_FOUND_ROWS), so re-setting the current value counts 1.
+                let done = sqlx::query("UPDATE campaigns SET control = ? WHERE id = ?")
+                    .bind(control.as_str())
+                    .bind(id.as_str())
+                    .execute(&self.pool)
+                    .await
+                    .map_err(|e| $crate::sql::rows::db_err("setting a campaign's control", e))?;
+                if done.rows_affected() == 0 {
+                    return Err(engine::ports::StoreError::NotFound(format!("campaign {id}")));
+                }
+                Ok(())
+            }
+
+            async fn campaigns(&self) -> Result<Vec<engine::Campaign>, engine::ports::StoreError> {
+                use $crate::sql::rows;
+                // Creation order is what an operator expects.
+                let sql = format!(
+                    "SELECT {} FROM campaigns ORDER BY {}",
+                    rows::CAMPAIGN_COLUMNS,
+                    $order
+                );
+                let found = sqlx::query(&sql)
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(|e| rows::db_err("listing campaigns", e))?;
+                found.iter().map(rows::campaign_from_row).collect()
+            }
+
+            async fn checkpoint(&self, source: &str) -> Result<Option<u64>, engine::ports::StoreError> {
+                use $crate::sql::rows::{db_err, get_u64};
+                let row = sqlx::query("SELECT position FROM checkpoints WHERE source = ?")
+                    .bind(source)
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(|e| db_err("reading a checkpoint", e))?;
+                row.map(|r| get_u64(&r, "position")).transpose()
+            }
+
+            async fn order(
+                &self,
+                id: &engine::OrderId,
+            ) -> Result<Option<engine::Order>, engine::ports::StoreError> {
+                use $crate::sql::rows;
+                let sql = format!("SELECT {} FROM orders WHERE order_id = ?", rows::ORDER_COLUMNS);
+                let row = sqlx::query(&sql)
+                    .bind(id.as_str())
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(|e| rows::db_err("reading an order", e))?;
+                row.map(|r| rows::order_from_row(&r)).transpose()
+            }
+
+            async fn orders(
+                &self,
+                campaign: &engine::CampaignId,
+            ) -> Result<Vec<engine::Order>, engine::ports::StoreError> {
+                use $crate::sql::rows;
+                let sql = format!(
+                    "SELECT {} FROM orders WHERE campaign_id = ? ORDER BY created_at_ms, order_id",
+                    rows::ORDER_COLUMNS
+                );
+                let found = sqlx::query(&sql)
+                    .bind(campaign.as_str())
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(|e| rows::db_err("listing orders", e))?;
+                found.iter().map(rows::order_from_row).collect()
+            }
+
+            async fn count_by_status(
+                &self,
+                campaign: &engine::CampaignId,
+            ) -> Result<Vec<(engine::OrderStatus, u64)>, engine::ports::StoreError> {
+                use $crate::sql::rows;
+                let found = sqlx::query(
+                    "SELECT status, COUNT(*) AS count FROM orders WHERE campaign_id = ? \
+                     GROUP BY status ORDER BY status",
+                )
+                .bind(campaign.as_str())
+                .fetch_all(&self.pool)
+                .await
+                .map_err(|e| rows::db_err("counting orders", e))?;
+                found.iter().map(rows::status_count_from_row).collect()
+            }
+
+            async fn sold(&self, campaign: &engine::CampaignId) -> Result<u64, engine::ports::StoreError> {
+                use $crate::sql::rows::{db_err, get_u64};
+                let row = sqlx::query("SELECT sold FROM campaigns WHERE id = ?")
+                    .bind(campaign.as_str())
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(|e| db_err("reading sold", e))?
+                    .ok_or_else(|| engine::ports::StoreError::NotFound(format!("campaign {campaign}")))?;
+                get_u64(&row, "sold")
+            }
+
+            async fn record_dead_letter(
+                &self,
+                source: &str,
+                campaign: Option<&engine::CampaignId>,
+                reason: &str,
+            ) -> Result<(), engine::ports::StoreError> {
+                sqlx::query($dead_letter)
+                    .bind(source)
+                    .bind(campaign.map(engine::CampaignId::as_str))
+                    .bind(reason)
+                    .bind($crate::sql::batch::wall_clock_ms())
+                    .execute(&self.pool)
+                    .await
+                    .map_err(|e| $crate::sql::rows::db_err("recording a dead letter", e))?;
+                Ok(())
+            }
+
+            async fn dead_letters(
+                &self,
+                campaign: Option<&engine::CampaignId>,
+            ) -> Result<u64, engine::ports::StoreError> {
+                let n: i64 = match campaign {
+                    Some(c) => {
+                        sqlx::query_scalar("SELECT COUNT(*) FROM dead_letters WHERE campaign_id = ?")
+                            .bind(c.as_str())
+                            .fetch_one(&self.pool)
+                            .await
+                    }
+                    None => {
+                        sqlx::query_scalar("SELECT COUNT(*) FROM dead_letters")
+                            .fetch_one(&self.pool)
+                            .await
+                    }
+                }
+                .map_err(|e| $crate::sql::rows::db_err("counting dead letters", e))?;
+                Ok(u64::try_from(n).unwrap_or(0))
+            }
+        }
+    };
+}
+
+pub(crate) use impl_sql_store;
