@@ -128,6 +128,9 @@ pub enum AppendError {
 #[async_trait]
 pub trait OrderLog: Send + Sync + 'static {
     async fn append(&self, record: &LogRecord) -> Result<(), AppendError>;
+
+    /// Why the log cannot take appends now, if it cannot (for readiness).
+    fn unhealthy(&self) -> Option<String>;
 }
 
 // ---------------------------------------------------------------- order store

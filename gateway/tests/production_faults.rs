@@ -179,7 +179,15 @@ impl PrivateRedis {
 
     /// Kills the server (as a crash would) and starts an empty one.
     fn restart_empty(&mut self) {
+        self.stop();
+        self.start_empty();
+    }
+
+    fn stop(&mut self) {
         self.proc = None; // Proc's drop kills -9 and reaps
+    }
+
+    fn start_empty(&mut self) {
         let child = std::process::Command::new("redis-server")
             .args(["--bind", "127.0.0.1", "--port", &self.port.to_string()])
             .args(["--save", "", "--appendonly", "no"])
@@ -248,7 +256,16 @@ async fn redis_restarted_empty_blocks_until_reconciled_and_the_count_is_exact() 
 
     let (first, _) = grab_all(&[&g1, &g2], &id, &tokens, 0..60).await;
     assert_eq!(first.len(), 60);
-    redis.restart_empty();
+    redis.stop();
+    assert!(
+        eventually(10, async || g1.get("/readyz", None).await.status == 503).await,
+        "readiness must report the ledger down"
+    );
+    redis.start_empty();
+    assert!(
+        eventually(10, async || g1.get("/readyz", None).await.status == 200).await,
+        "readiness must recover with the ledger"
+    );
     let (during, seen) = grab_all(&[&g1, &g2], &id, &tokens, 60..160).await;
     assert!(
         during.is_empty(),

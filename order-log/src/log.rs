@@ -214,6 +214,16 @@ impl OrderLog for FileLog {
             ))
         })
     }
+
+    fn unhealthy(&self) -> Option<String> {
+        if let Some(reason) = self.shared.poisoned.get() {
+            return Some(format!("order log is poisoned: {reason}"));
+        }
+        self.jobs
+            .read()
+            .is_none()
+            .then(|| "order log is closed".to_string())
+    }
 }
 
 impl Drop for FileLog {

@@ -10,12 +10,26 @@ pub fn healthz() -> Resp {
     web::json(StatusCode::OK, &serde_json::json!({ "status": "ok" }))
 }
 
-/// Ready when the order writer runs and the order store answers; 503 otherwise.
+/// Ready when the order log takes appends, the ledger and the order store
+/// answer, and (embedded) the order writer runs; 503 otherwise.
 pub async fn readyz(app: &App) -> Resp {
     if !app.writer_running.load(Ordering::SeqCst) {
         return web::error(&crate::error::ApiError::unavailable(
             "the order writer has stopped; orders stay queued until a restart",
         ));
+    }
+    if let Some(why) = app.log.unhealthy() {
+        return web::error(&crate::error::ApiError::unavailable(why));
+    }
+    // A look-up of a campaign that does not exist still needs the ledger
+    // (Redis in production) to answer.
+    let probe = engine::CampaignId::parse("readyz-probe").map_err(|_| ());
+    if let Ok(probe) = probe {
+        if let Err(e) = app.ledger.snapshot(&probe).await {
+            return web::error(&crate::error::ApiError::unavailable(format!(
+                "stock ledger: {e}"
+            )));
+        }
     }
     match app.store.campaigns().await {
         Ok(_) => web::json(StatusCode::OK, &serde_json::json!({ "status": "ready" })),

@@ -263,6 +263,11 @@ fn settle<E>(report: Result<OwnedDeliveryResult, E>) -> Settled {
 
 #[async_trait]
 impl OrderLog for KafkaLog {
+    fn unhealthy(&self) -> Option<String> {
+        self.fatal_error()
+            .map(|why| format!("kafka producer is broken: {why}"))
+    }
+
     async fn append(&self, record: &LogRecord) -> Result<(), AppendError> {
         let payload = serde_json::to_vec(record)
             .map_err(|e| AppendError::Failed(format!("cannot encode the record: {e}")))?;
