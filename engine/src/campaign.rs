@@ -10,6 +10,8 @@ pub const STOCK_MAX: u64 = 10_000_000;
 pub const PER_USER_LIMIT_MAX: u32 = 100;
 /// Longest title, in characters.
 pub const TITLE_LEN_MAX: usize = 200;
+/// Most ledger buckets one campaign's stock may be split into.
+pub const STOCK_BUCKETS_MAX: u32 = 64;
 /// Default time a winner has to pay, in seconds.
 pub const PAYMENT_WINDOW_S_DEFAULT: u32 = 900;
 /// Longest payment window, in seconds (7 days).
@@ -29,6 +31,9 @@ pub struct CampaignSpec {
     pub quiz: Option<bool>,
     pub payment_window_s: Option<u32>,
     pub load_test: Option<bool>,
+    /// Split the stock over this many ledger buckets (hot items on Redis
+    /// Cluster); absent leaves the choice to the ledger.
+    pub stock_buckets: Option<u32>,
 }
 
 /// Why a campaign spec was refused; each message names the field.
@@ -44,6 +49,8 @@ pub enum SpecError {
     PerUserLimit,
     #[error("payment_window_s must be between 1 and {PAYMENT_WINDOW_S_MAX}")]
     PaymentWindow,
+    #[error("stock_buckets must be between 1 and {STOCK_BUCKETS_MAX} and at most the stock")]
+    StockBuckets,
     #[error("quiz campaigns need the answer bank, which this build does not have yet")]
     QuizUnsupported,
 }
@@ -113,6 +120,8 @@ pub struct Campaign {
     pub payment_window_s: u32,
     pub load_test: bool,
     pub control: Control,
+    /// Ledger buckets asked for; `None` leaves the choice to the ledger.
+    pub stock_buckets: Option<u32>,
 }
 
 impl CampaignSpec {
@@ -136,6 +145,11 @@ impl CampaignSpec {
         if payment_window_s == 0 || payment_window_s > PAYMENT_WINDOW_S_MAX {
             return Err(SpecError::PaymentWindow);
         }
+        if let Some(b) = self.stock_buckets {
+            if b == 0 || b > STOCK_BUCKETS_MAX || u64::from(b) > self.stock {
+                return Err(SpecError::StockBuckets);
+            }
+        }
         let quiz = self.quiz.unwrap_or(false);
         if quiz {
             return Err(SpecError::QuizUnsupported);
@@ -152,6 +166,7 @@ impl CampaignSpec {
             payment_window_s,
             load_test: self.load_test.unwrap_or(false),
             control: Control::Active,
+            stock_buckets: self.stock_buckets,
         })
     }
 }
@@ -197,6 +212,7 @@ pub(crate) mod tests {
             quiz: None,
             payment_window_s: None,
             load_test: None,
+            stock_buckets: None,
         }
     }
 
@@ -259,6 +275,20 @@ pub(crate) mod tests {
                     ..spec()
                 },
                 SpecError::QuizUnsupported,
+            ),
+            (
+                CampaignSpec {
+                    stock_buckets: Some(0),
+                    ..spec()
+                },
+                SpecError::StockBuckets,
+            ),
+            (
+                CampaignSpec {
+                    stock_buckets: Some(11),
+                    ..spec()
+                },
+                SpecError::StockBuckets,
             ),
         ];
         for (s, want) in cases {

@@ -51,7 +51,14 @@ pub enum LedgerError {
 pub trait StockLedger: Send + Sync + 'static {
     /// Loads `total` units for a campaign unless it is already loaded;
     /// returns whether it was newly loaded. Safe to repeat.
-    async fn load(&self, campaign: &CampaignId, total: u64) -> Result<bool, LedgerError>;
+    /// `buckets` asks for the stock to be split (a hint: backends without
+    /// buckets ignore it; `None` leaves the choice to the backend).
+    async fn load(
+        &self,
+        campaign: &CampaignId,
+        total: u64,
+        buckets: Option<u32>,
+    ) -> Result<bool, LedgerError>;
 
     /// Replaces the campaign's state with `total` units minus `holds`,
     /// which come from durable records (never from the ledger's own memory).
@@ -60,6 +67,7 @@ pub trait StockLedger: Send + Sync + 'static {
         campaign: &CampaignId,
         total: u64,
         holds: &[Hold],
+        buckets: Option<u32>,
     ) -> Result<(), LedgerError>;
 
     /// In one atomic step: refuses if the user holds `limit` units, else takes

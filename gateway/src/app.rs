@@ -142,7 +142,7 @@ impl Embedded {
             let c = live.get();
             let h = holds.remove(&c.id).unwrap_or_default();
             app.ledger
-                .restore(&c.id, c.stock_total, &h)
+                .restore(&c.id, c.stock_total, &h, c.stock_buckets)
                 .await
                 .with_context(|| format!("restoring the ledger of {}", c.id))?;
         }
@@ -212,6 +212,7 @@ impl Embedded {
             quiz: None,
             payment_window_s: None,
             load_test: None,
+            stock_buckets: None,
         };
         crate::handlers::admin::create_campaign(&self.app, spec.validate(id)?)
             .await

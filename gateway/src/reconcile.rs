@@ -75,7 +75,7 @@ pub async fn reconcile(
     }
     if repair && needs {
         ledger
-            .restore(campaign, c.stock_total, &durable)
+            .restore(campaign, c.stock_total, &durable, c.stock_buckets)
             .await
             .context("restoring the ledger")?;
     }

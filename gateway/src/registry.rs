@@ -143,6 +143,7 @@ mod tests {
             quiz: None,
             payment_window_s: None,
             load_test: None,
+            stock_buckets: None,
         }
         .validate(CampaignId::parse("c").unwrap())
         .unwrap();

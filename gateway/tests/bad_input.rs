@@ -362,6 +362,16 @@ async fn bad_input_gets_contract_errors_and_server_stays_healthy() {
             "campaign_exists",
         ),
         case(
+            "admin more buckets than stock",
+            "POST",
+            "/admin/v1/campaigns".into(),
+            Some(ADMIN_TOKEN),
+            json_ct,
+            r#"{"title":"x","price_cents":1,"stock":2,"starts_at_ms":1,"ends_at_ms":2,"stock_buckets":5}"#,
+            400,
+            "bad_request",
+        ),
+        case(
             "admin quiz not built",
             "POST",
             "/admin/v1/campaigns".into(),

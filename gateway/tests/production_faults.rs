@@ -38,6 +38,7 @@ async fn campaign(env: &ProdEnv, dir: &std::path::Path, id: &str, stock: u64) ->
         payment_window_s: 900,
         load_test: false,
         control: Control::Active,
+        stock_buckets: None,
     }
 }
 

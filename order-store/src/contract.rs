@@ -52,6 +52,7 @@ pub fn campaign(id: &str, stock_total: u64) -> Result<Campaign, ContractError> {
         payment_window_s: 900,
         load_test: false,
         control: Control::Active,
+        stock_buckets: None,
     })
 }
 

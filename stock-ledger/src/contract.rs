@@ -46,7 +46,7 @@ async fn numbers(l: &dyn StockLedger, c: &CampaignId) -> (u64, u64, u64) {
 
 pub async fn sells_exactly_the_stock(l: Arc<dyn StockLedger>) {
     let c = unique_campaign("exact");
-    assert!(l.load(&c, 5).await.expect("load"));
+    assert!(l.load(&c, 5, None).await.expect("load"));
     for i in 0..5 {
         assert_eq!(
             reserve(&*l, &c, &user(i), 1).await,
@@ -62,7 +62,7 @@ pub async fn sells_exactly_the_stock(l: Arc<dyn StockLedger>) {
 
 pub async fn per_user_limit_is_exact(l: Arc<dyn StockLedger>) {
     let c = unique_campaign("limit");
-    l.load(&c, 10).await.expect("load");
+    l.load(&c, 10, None).await.expect("load");
     let u = user(1);
     assert_eq!(
         reserve(&*l, &c, &u, 2).await,
@@ -78,7 +78,7 @@ pub async fn per_user_limit_is_exact(l: Arc<dyn StockLedger>) {
 
 pub async fn release_returns_a_unit_once(l: Arc<dyn StockLedger>) {
     let c = unique_campaign("release");
-    l.load(&c, 1).await.expect("load");
+    l.load(&c, 1, None).await.expect("load");
     assert_eq!(
         reserve(&*l, &c, &user(1), 1).await,
         Reservation::Reserved { n: 1 }
@@ -117,13 +117,13 @@ pub async fn unknown_campaign_is_not_loaded(l: Arc<dyn StockLedger>) {
 
 pub async fn load_is_idempotent(l: Arc<dyn StockLedger>) {
     let c = unique_campaign("load");
-    assert!(l.load(&c, 3).await.expect("load"));
+    assert!(l.load(&c, 3, None).await.expect("load"));
     assert_eq!(
         reserve(&*l, &c, &user(1), 1).await,
         Reservation::Reserved { n: 1 }
     );
     assert!(
-        !l.load(&c, 3).await.expect("load"),
+        !l.load(&c, 3, None).await.expect("load"),
         "second load must not reset"
     );
     assert_eq!(numbers(&*l, &c).await, (3, 1, 2));
@@ -131,7 +131,7 @@ pub async fn load_is_idempotent(l: Arc<dyn StockLedger>) {
 
 pub async fn restore_rebuilds_from_holds(l: Arc<dyn StockLedger>) {
     let c = unique_campaign("restore");
-    l.load(&c, 10).await.expect("load");
+    l.load(&c, 10, None).await.expect("load");
     for i in 0..10 {
         reserve(&*l, &c, &user(100 + i), 1).await;
     }
@@ -149,7 +149,7 @@ pub async fn restore_rebuilds_from_holds(l: Arc<dyn StockLedger>) {
             n: 3,
         },
     ];
-    l.restore(&c, 10, &holds).await.expect("restore");
+    l.restore(&c, 10, &holds, None).await.expect("restore");
     assert_eq!(numbers(&*l, &c).await, (10, 3, 7));
     assert!(!l.sold_out_hint(&c));
     assert_eq!(
@@ -172,14 +172,14 @@ pub async fn restore_rebuilds_from_holds(l: Arc<dyn StockLedger>) {
             n: 1,
         })
         .collect();
-    assert!(l.restore(&c, 2, &too_many).await.is_err());
+    assert!(l.restore(&c, 2, &too_many, None).await.is_err());
     let full: Vec<Hold> = (0..2)
         .map(|i| Hold {
             user: user(i),
             n: 1,
         })
         .collect();
-    l.restore(&c, 2, &full).await.expect("restore");
+    l.restore(&c, 2, &full, None).await.expect("restore");
     assert!(
         l.sold_out_hint(&c),
         "restoring every unit as held means sold out"
@@ -190,7 +190,7 @@ pub async fn restore_rebuilds_from_holds(l: Arc<dyn StockLedger>) {
 pub async fn lists_active_holds(l: Arc<dyn StockLedger>) {
     let c = unique_campaign("holds");
     assert_eq!(l.holds(&c).await.expect("holds"), None, "not loaded");
-    l.load(&c, 5).await.expect("load");
+    l.load(&c, 5, None).await.expect("load");
     for i in 0..3 {
         reserve(&*l, &c, &user(i), 2).await;
     }
@@ -216,7 +216,7 @@ pub async fn lists_active_holds(l: Arc<dyn StockLedger>) {
 /// 1,000 users, 3 attempts each, concurrently, for 100 units.
 pub async fn concurrent_buyers_never_oversell(l: Arc<dyn StockLedger>) {
     let c = unique_campaign("crowd");
-    l.load(&c, 100).await.expect("load");
+    l.load(&c, 100, None).await.expect("load");
     let mut tasks = Vec::new();
     for t in 0..3 {
         for chunk in 0..10 {
@@ -246,7 +246,7 @@ pub async fn concurrent_buyers_never_oversell(l: Arc<dyn StockLedger>) {
 /// One user, 200 concurrent attempts: exactly one unit.
 pub async fn one_user_racing_themselves_gets_one(l: Arc<dyn StockLedger>) {
     let c = unique_campaign("self");
-    l.load(&c, 50).await.expect("load");
+    l.load(&c, 50, None).await.expect("load");
     let tasks: Vec<_> = (0..200)
         .map(|_| {
             let (l, c) = (Arc::clone(&l), c.clone());
@@ -269,7 +269,7 @@ pub async fn one_user_racing_themselves_gets_one(l: Arc<dyn StockLedger>) {
 /// so no released unit is stranded behind a stale "sold out".
 pub async fn releases_racing_buyers_leave_no_stranded_stock(l: Arc<dyn StockLedger>) {
     let c = unique_campaign("churn");
-    l.load(&c, 10).await.expect("load");
+    l.load(&c, 10, None).await.expect("load");
     for i in 0..10 {
         reserve(&*l, &c, &user(i), 1).await;
     }

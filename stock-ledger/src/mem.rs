@@ -220,7 +220,14 @@ impl MemLedger {
 
 #[async_trait]
 impl StockLedger for MemLedger {
-    async fn load(&self, campaign: &CampaignId, total: u64) -> Result<bool, LedgerError> {
+    /// The memory ledger shards every campaign already; `_buckets` is a
+    /// hint for backends whose keys would otherwise be hot.
+    async fn load(
+        &self,
+        campaign: &CampaignId,
+        total: u64,
+        _buckets: Option<u32>,
+    ) -> Result<bool, LedgerError> {
         let mut fresh = false;
         self.campaigns.entry(campaign.clone()).or_insert_with(|| {
             fresh = true;
@@ -234,6 +241,7 @@ impl StockLedger for MemLedger {
         campaign: &CampaignId,
         total: u64,
         holds: &[Hold],
+        _buckets: Option<u32>,
     ) -> Result<(), LedgerError> {
         let held = holds.len() as u64;
         if held > total {

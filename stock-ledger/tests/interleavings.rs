@@ -137,7 +137,7 @@ fn ledger_sold_out(l: &MemLedger, c: &CampaignId) -> bool {
 
 async fn engine_load(l: &MemLedger, c: &CampaignId, total: u64) {
     use engine::ports::StockLedger;
-    l.load(c, total).await.expect("load");
+    l.load(c, total, None).await.expect("load");
 }
 
 fn futures_lite_block_on<F: std::future::Future>(f: F) -> F::Output {

@@ -18,9 +18,21 @@ stock_ledger::ledger_contract_tests!(|| ledger());
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn hot_campaign_sells_every_unit_exactly_once() {
-    let l = Arc::new(ledger().await);
+    // A ledger that splits nothing by default: the campaign asks for 8.
+    let l = Arc::new(common::cluster(1).await);
     let c = unique_campaign("hot");
-    assert!(l.load(&c, 1_000).await.expect("load"));
+    assert!(l.load(&c, 1_000, Some(8)).await.expect("load"));
+    let mut conn = redis::cluster::ClusterClient::new(vec!["redis://127.0.0.1:7000/"])
+        .expect("cluster url")
+        .get_async_connection()
+        .await
+        .expect("cluster");
+    let layout: u32 = redis::cmd("GET")
+        .arg(format!("seckill-test:{{{c}}}:layout"))
+        .query_async(&mut conn)
+        .await
+        .expect("layout");
+    assert_eq!(layout, 8, "the campaign's own bucket count wins");
     let workers = 64;
     let users = 20_000;
     let mut tasks = Vec::new();
@@ -67,7 +79,7 @@ async fn hot_campaign_sells_every_unit_exactly_once() {
 async fn units_left_in_one_bucket_still_sell_to_everyone() {
     let l = ledger().await;
     let c = unique_campaign("drain");
-    l.load(&c, 8).await.expect("load");
+    l.load(&c, 8, None).await.expect("load");
     let mut won = Vec::new();
     for u in 0..200 {
         if let Reservation::Reserved { n } = l.reserve(&c, &user(u), 1).await.expect("reserve") {

@@ -21,7 +21,7 @@ async fn campaigns_spread_over_slots() {
     let mut slots = std::collections::HashSet::new();
     for i in 0..16 {
         let c = stock_ledger::contract::unique_campaign(&format!("slot{i}"));
-        l.load(&c, 1)
+        l.load(&c, 1, None)
             .await
             .expect("load on whichever node owns the slot");
         slots.insert(key_slot(&format!("{{{c}}}")) / 5461);

@@ -19,7 +19,7 @@ use stock_ledger::contract::{unique_campaign, user};
 async fn flags_follow_other_gateways_after_a_refresh() {
     let (a, b) = (ledger().await, ledger().await);
     let c = unique_campaign("flags");
-    a.load(&c, 1).await.expect("load");
+    a.load(&c, 1, None).await.expect("load");
     b.refresh().await.expect("refresh");
     assert!(b.snapshot(&c).await.expect("snapshot").is_some());
     assert_eq!(
@@ -41,7 +41,7 @@ async fn flags_follow_other_gateways_after_a_refresh() {
 async fn lost_keys_block_the_campaign_until_restored() {
     let l = ledger().await;
     let c = unique_campaign("lost");
-    l.load(&c, 3).await.expect("load");
+    l.load(&c, 3, None).await.expect("load");
     assert!(matches!(
         l.reserve(&c, &user(1), 1).await.expect("reserve"),
         Reservation::Reserved { .. }
@@ -71,7 +71,7 @@ async fn lost_keys_block_the_campaign_until_restored() {
         user: user(1),
         n: 1,
     }];
-    l.restore(&c, 3, &holds).await.expect("restore");
+    l.restore(&c, 3, &holds, None).await.expect("restore");
     assert_eq!(
         l.reserve(&c, &user(1), 1).await.expect("reserve"),
         Reservation::AlreadyBought

@@ -49,7 +49,7 @@ pub async fn create_campaign(app: &App, campaign: Campaign) -> Result<(), ApiErr
             e => store_failed(e),
         })?;
     app.ledger
-        .load(&campaign.id, campaign.stock_total)
+        .load(&campaign.id, campaign.stock_total, campaign.stock_buckets)
         .await
         .map_err(|e| ApiError::unavailable(format!("stock ledger: {e}")))?;
     app.registry.insert(campaign);
@@ -100,7 +100,7 @@ pub async fn preload(app: &App, id: &str) -> Result<Resp, ApiError> {
     }
     let newly_loaded = app
         .ledger
-        .load(&c.id, c.stock_total)
+        .load(&c.id, c.stock_total, c.stock_buckets)
         .await
         .map_err(|e| ApiError::unavailable(format!("stock ledger: {e}")))?;
     let snap = app.ledger.snapshot(&c.id).await.ok().flatten();

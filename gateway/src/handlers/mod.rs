@@ -63,5 +63,6 @@ pub async fn campaign_view(
         "quiz": c.quiz,
         "per_user_limit": c.per_user_limit,
         "payment_window_s": c.payment_window_s,
+        "stock_buckets": c.stock_buckets,
     })
 }

@@ -16,6 +16,7 @@ pub async fn campaigns_round_trip_and_conflict_on_duplicate_id(
         load_test: true,
         per_user_limit: 3,
         control: Control::Paused,
+        stock_buckets: Some(4),
         ..campaign("b", 5)?
     };
     store.insert_campaign(&a).await?;

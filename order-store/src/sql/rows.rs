@@ -140,6 +140,8 @@ pub(crate) fn campaign_from_row(row: &impl DbRow) -> Result<Campaign, StoreError
         load_test: row.flag("load_test")?,
         control: Control::parse(&control)
             .ok_or_else(|| bad_value("campaigns.control", format!("unknown {control:?}")))?,
+        // 0 is stored for "no preference".
+        stock_buckets: Some(get_u32(row, "stock_buckets")?).filter(|&b| b > 0),
     })
 }
 
@@ -203,7 +205,7 @@ impl<'a> OrderRow<'a> {
 
 /// The campaign columns in insertion order, shared by insert and select.
 pub(crate) const CAMPAIGN_COLUMNS: &str = "id, title, price_cents, stock_total, starts_at_ms, \
-     ends_at_ms, per_user_limit, quiz, payment_window_s, load_test, control";
+     ends_at_ms, per_user_limit, quiz, payment_window_s, load_test, control, stock_buckets";
 
 /// The order columns read back into an [`Order`].
 pub(crate) const ORDER_COLUMNS: &str =

@@ -15,7 +15,7 @@ macro_rules! impl_sql_store {
             async fn insert_campaign(&self, c: &engine::Campaign) -> Result<(), engine::ports::StoreError> {
                 use $crate::sql::rows::{self, db_err, is_unique_violation, to_i64};
                 let sql = format!(
-                    "INSERT INTO campaigns ({}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "INSERT INTO campaigns ({}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     rows::CAMPAIGN_COLUMNS
                 );
                 let result = sqlx::query(&sql)
@@ -30,6 +30,7 @@ macro_rules! impl_sql_store {
                     .bind(i64::from(c.payment_window_s))
                     .bind(c.load_test)
                     .bind(c.control.as_str())
+                    .bind(i64::from(c.stock_buckets.unwrap_or(0)))
                     .execute(&self.pool)
                     .await;
                 match result {

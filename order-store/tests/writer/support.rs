@@ -28,6 +28,7 @@ pub fn campaign(stock_total: u64) -> Fallible<Campaign> {
         payment_window_s: 900,
         load_test: false,
         control: Control::Active,
+        stock_buckets: None,
     })
 }
 

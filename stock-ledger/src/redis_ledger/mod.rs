@@ -46,7 +46,8 @@ pub const BUCKETS_MAX: u32 = 64;
 pub struct RedisLedgerConfig {
     /// Namespace of every key (e.g. per environment).
     pub prefix: String,
-    /// Buckets for campaigns loaded from now on (1 = one key, no split).
+    /// Buckets for campaigns loaded from now on that ask for none themselves
+    /// (1 = one key, no split).
     pub buckets: u32,
 }
 
@@ -211,13 +212,18 @@ impl<C> StockLedger for RedisLedger<C>
 where
     C: ConnectionLike + Clone + Send + Sync + 'static,
 {
-    async fn load(&self, campaign: &CampaignId, total: u64) -> Result<bool, LedgerError> {
+    async fn load(
+        &self,
+        campaign: &CampaignId,
+        total: u64,
+        buckets: Option<u32>,
+    ) -> Result<bool, LedgerError> {
         if self.layout(campaign).await?.is_some() {
             return Ok(false);
         }
-        let buckets = self
-            .cfg
-            .buckets
+        let buckets = buckets
+            .unwrap_or(self.cfg.buckets)
+            .clamp(1, BUCKETS_MAX)
             .min(u32::try_from(total).unwrap_or(u32::MAX))
             .max(1);
         self.write_buckets(campaign, total, buckets, &[]).await?;
@@ -229,12 +235,14 @@ where
         campaign: &CampaignId,
         total: u64,
         holds: &[Hold],
+        buckets: Option<u32>,
     ) -> Result<(), LedgerError> {
+        // The layout in force wins; after a data loss, the campaign's own ask.
         let buckets = match self.layout(campaign).await? {
             Some(f) => f.buckets,
-            None => self
-                .cfg
-                .buckets
+            None => buckets
+                .unwrap_or(self.cfg.buckets)
+                .clamp(1, BUCKETS_MAX)
                 .min(u32::try_from(total).unwrap_or(u32::MAX))
                 .max(1),
         };
