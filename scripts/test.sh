@@ -6,6 +6,10 @@ cd "$(dirname "$0")/.."
 
 echo "== services (Redis, Redis Cluster, MariaDB, Kafka-API broker)"
 bash scripts/services.sh up
+# Test data of earlier runs: the cluster is ours alone (tests only), so it is
+# emptied; on the shared Redis only the tests' own keys are removed.
+for port in 7000 7001 7002; do redis-cli -h 127.0.0.1 -p "$port" flushall >/dev/null; done
+redis-cli -h 127.0.0.1 -p 6379 --scan --pattern 'seckill-test:*' | xargs -r -n 500 redis-cli -h 127.0.0.1 -p 6379 del >/dev/null
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy (warnings are errors)"
