@@ -280,12 +280,7 @@ async fn redis_restarted_empty_blocks_until_reconciled_and_the_count_is_exact() 
     );
 
     // The operator: pause, let the writer drain, reconcile, resume.
-    assert_eq!(
-        g1.admin_post(&format!("/admin/v1/campaigns/{id}/pause"), &json!({}))
-            .await
-            .status,
-        200
-    );
+    operator(&g1, &id, "pause").await;
     assert!(eventually(30, async || env.counts(&id).await.0 >= 60).await);
     let mut reconcile = vec![
         "reconcile",
@@ -305,18 +300,9 @@ async fn redis_restarted_empty_blocks_until_reconciled_and_the_count_is_exact() 
     let out = run_seckill(&env, &reconcile);
     assert_eq!(out.0, 0, "{}", out.1);
     assert!(out.1.contains("140 units remaining"), "{}", out.1);
-    assert_eq!(
-        g1.admin_post(&format!("/admin/v1/campaigns/{id}/resume"), &json!({}))
-            .await
-            .status,
-        200
-    );
+    operator(&g1, &id, "resume").await;
     // Gateways learn the resume and the restored stock within their refresh periods.
-    let probe = &tokens[999];
-    assert!(
-        eventually(10, async || g2.grab(&id, probe).await.status == 202).await,
-        "selling did not resume"
-    );
+    resumed_sale(&g2, &id, &tokens[999], 10).await;
     let (last, seen) = grab_all(&[&g1, &g2], &id, &tokens, 160..999).await;
     assert_eq!(last.len(), 139, "{seen:?}");
     assert!(eventually(30, async || env.counts(&id).await.0 >= 200).await);
@@ -326,6 +312,28 @@ async fn redis_restarted_empty_blocks_until_reconciled_and_the_count_is_exact() 
     for (_, order) in first.iter().chain(&last) {
         assert!(rows.contains(order), "acknowledged order {order} missing");
     }
+}
+
+/// An operator's kill-switch call (`pause` or `resume`) that must succeed.
+async fn operator(g: &common::Server, id: &str, action: &str) {
+    let r = g
+        .admin_post(&format!("/admin/v1/campaigns/{id}/{action}"), &json!({}))
+        .await;
+    assert_eq!(
+        r.status,
+        200,
+        "{action}: {}",
+        String::from_utf8_lossy(&r.body)
+    );
+}
+
+/// Waits until a gateway sells again (it learns a resume and restored stock
+/// within its refresh periods); the probe buyer takes one unit.
+async fn resumed_sale(g: &common::Server, id: &str, probe: &str, secs: u64) {
+    assert!(
+        eventually(secs, async || g.grab(id, probe).await.status == 202).await,
+        "selling did not resume within {secs} s"
+    );
 }
 
 /// Runs `seckill <args>` with the test's environment; (exit code, stdout+stderr).
@@ -575,12 +583,7 @@ async fn broker_outage_mid_sale(kind: Outage) {
     // The operator: pause, let the producers deliver what they held and the
     // writer drain, then reconcile. The producers retry every few hundred ms,
     // so a few seconds after the broker is back their queues are empty.
-    assert_eq!(
-        g1.admin_post(&format!("/admin/v1/campaigns/{id}/pause"), &json!({}))
-            .await
-            .status,
-        200
-    );
+    operator(&g1, &id, "pause").await;
     tokio::time::sleep(std::time::Duration::from_secs(5)).await;
     if !eventually(60, async || lag(&env).await == 0).await {
         let log = std::fs::read_to_string(dir.path().join("w.stderr.log")).unwrap_or_default();
@@ -620,17 +623,8 @@ async fn broker_outage_mid_sale(kind: Outage) {
         unknown.len()
     );
 
-    assert_eq!(
-        g1.admin_post(&format!("/admin/v1/campaigns/{id}/resume"), &json!({}))
-            .await
-            .status,
-        200
-    );
-    let probe = &tokens[999];
-    assert!(
-        eventually(15, async || g2.grab(&id, probe).await.status == 202).await,
-        "no resume"
-    );
+    operator(&g1, &id, "resume").await;
+    resumed_sale(&g2, &id, &tokens[999], 15).await;
     let (last, _) = grab_all(&[&g1, &g2], &id, &tokens, 150..999).await;
     assert_eq!(rows.len() + 1 + last.len(), STOCK, "sold exactly the stock");
     assert!(eventually(30, async || env.counts(&id).await.0 as usize >= STOCK).await);
