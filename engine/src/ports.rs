@@ -32,6 +32,38 @@ pub struct Hold {
     pub n: u32,
 }
 
+/// What a ledger is rebuilt from: durable records only, never the ledger's
+/// own memory.
+///
+/// The rule for unit numbers, shared by every ledger, the order store, the
+/// replay and reconciliation: the per-user limit bounds a user's *active*
+/// units (orders that still hold stock), and `n` is a per-(campaign, user)
+/// counter that never repeats, so an order id (`OrderId::derive(campaign,
+/// user, n)`) is never reused, even after a release, an expiry, a cancel or
+/// a repair.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LedgerImage {
+    /// The campaign's stock.
+    pub total: u64,
+    /// Units held by orders that still count (queued, confirmed, paid).
+    pub holds: Vec<Hold>,
+    /// Units whose orders no longer hold stock (expired, cancelled): they
+    /// take no stock, but their numbers are spent, so `n` continues after
+    /// them.
+    pub retired: Vec<Hold>,
+    /// Split hint, as for `StockLedger::load`.
+    pub buckets: Option<u32>,
+    /// The generation of the rebuilt data: higher than any generation the
+    /// campaign's ledger data had before (the order store hands it out, see
+    /// `OrderStore::next_ledger_generation`). Gateways that cache news about
+    /// the ledger follow a new generation and treat an older one as data
+    /// that came back from the past.
+    pub generation: u64,
+}
+
+/// The generation `StockLedger::load` gives a campaign's first ledger data.
+pub const FIRST_LEDGER_GENERATION: u64 = 1;
+
 /// Stock numbers of one campaign. Always `reserved + remaining == total`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct LedgerSnapshot {
@@ -50,7 +82,8 @@ pub enum LedgerError {
 #[async_trait]
 pub trait StockLedger: Send + Sync + 'static {
     /// Loads `total` units for a campaign unless it is already loaded;
-    /// returns whether it was newly loaded. Safe to repeat.
+    /// returns whether it was newly loaded. Safe to repeat. The data gets
+    /// generation [`FIRST_LEDGER_GENERATION`].
     /// `buckets` asks for the stock to be split (a hint: backends without
     /// buckets ignore it; `None` leaves the choice to the backend).
     async fn load(
@@ -60,18 +93,15 @@ pub trait StockLedger: Send + Sync + 'static {
         buckets: Option<u32>,
     ) -> Result<bool, LedgerError>;
 
-    /// Replaces the campaign's state with `total` units minus `holds`,
-    /// which come from durable records (never from the ledger's own memory).
-    async fn restore(
-        &self,
-        campaign: &CampaignId,
-        total: u64,
-        holds: &[Hold],
-        buckets: Option<u32>,
-    ) -> Result<(), LedgerError>;
+    /// Replaces the campaign's state with `image.total` units minus the
+    /// distinct `image.holds` (a duplicated record counts once), numbering
+    /// each user's next unit after the highest `n` of their holds and
+    /// retired units.
+    async fn restore(&self, campaign: &CampaignId, image: &LedgerImage) -> Result<(), LedgerError>;
 
-    /// In one atomic step: refuses if the user holds `limit` units, else takes
-    /// one unit if any remain and records it as the user's next hold.
+    /// In one atomic step: refuses if the user holds `limit` active units,
+    /// else takes one unit if any remain and records it as the user's next
+    /// hold, numbered one past the highest `n` the user ever had here.
     async fn reserve(
         &self,
         campaign: &CampaignId,
@@ -94,7 +124,8 @@ pub trait StockLedger: Send + Sync + 'static {
 
     async fn snapshot(&self, campaign: &CampaignId) -> Result<Option<LedgerSnapshot>, LedgerError>;
 
-    /// Every active hold of a campaign (for reconciliation); `None` when the
+    /// Every active hold of a campaign, as stored (for reconciliation and
+    /// the conservation check `remaining + holds == total`); `None` when the
     /// campaign is not loaded.
     async fn holds(&self, campaign: &CampaignId) -> Result<Option<Vec<Hold>>, LedgerError>;
 }
@@ -139,6 +170,13 @@ pub trait OrderLog: Send + Sync + 'static {
 
     /// Why the log cannot take appends now, if it cannot (for readiness).
     fn unhealthy(&self) -> Option<String>;
+
+    /// Appends answered `AppendError::Unknown` that still wait for their
+    /// final word (a record that may yet reach the log). 0 for a log whose
+    /// appends never stay unknown.
+    fn unsettled(&self) -> u64 {
+        0
+    }
 }
 
 // ---------------------------------------------------------------- order store
@@ -192,7 +230,10 @@ pub trait OrderStore: Send + Sync + 'static {
 
     /// Writes orders idempotently in one transaction, raising each campaign's
     /// sold counter with a guard that it never exceeds the stock, together
-    /// with the checkpoint when one is given.
+    /// with the checkpoint when one is given. A record is refused
+    /// (`Invariant`) when its `n` is 0 or when it would give its user more
+    /// active orders in the campaign than the per-user limit; `n` itself may
+    /// be past the limit (see `LedgerImage` for the rule).
     async fn write_batch(
         &self,
         records: &[LogRecord],
@@ -202,6 +243,19 @@ pub trait OrderStore: Send + Sync + 'static {
     async fn checkpoint(&self, source: &str) -> Result<Option<u64>, StoreError>;
     async fn order(&self, order: &OrderId) -> Result<Option<Order>, StoreError>;
     async fn orders(&self, campaign: &CampaignId) -> Result<Vec<Order>, StoreError>;
+    /// Up to `limit` orders of a campaign in order-id order, starting after
+    /// `after`: pages for exports that must not hold every row at once.
+    async fn orders_page(
+        &self,
+        campaign: &CampaignId,
+        after: Option<&OrderId>,
+        limit: u32,
+    ) -> Result<Vec<Order>, StoreError>;
+    /// Raises the generation of the campaign's ledger data and returns the
+    /// new value, for a restore (`LedgerImage::generation`). A campaign
+    /// starts at [`FIRST_LEDGER_GENERATION`] (its first load); every call
+    /// returns a higher number than any before, across restarts.
+    async fn next_ledger_generation(&self, campaign: &CampaignId) -> Result<u64, StoreError>;
     /// Number of stored orders per status for a campaign.
     async fn count_by_status(
         &self,

@@ -24,11 +24,26 @@ pub struct Diff {
     pub holds_without_record: Vec<Hold>,
     /// Durable records with no hold: restored by a repair.
     pub records_without_hold: Vec<Hold>,
+    /// Units the ledger has left to sell (the sum over its buckets).
+    pub stock_left: u64,
 }
 
 impl Diff {
     pub fn is_clean(&self) -> bool {
-        self.holds_without_record.is_empty() && self.records_without_hold.is_empty()
+        self.holds_without_record.is_empty()
+            && self.records_without_hold.is_empty()
+            && self.conserved()
+    }
+
+    /// Whether `stock_left + held == stock_total` in the ledger.
+    pub fn conserved(&self) -> bool {
+        self.stock_left.checked_add(self.held) == Some(self.stock_total)
+    }
+
+    /// Units the ledger lost (positive: neither on sale nor held, stranded)
+    /// or made up (negative: an oversell risk), by conservation.
+    pub fn leaked(&self) -> i128 {
+        i128::from(self.stock_total) - i128::from(self.stock_left) - i128::from(self.held)
     }
 
     /// Remaining stock after a repair: total minus durable sales.
@@ -41,9 +56,10 @@ fn key(h: &Hold) -> (UserId, u32) {
     (h.user.clone(), h.n)
 }
 
-/// Compares durable records with ledger holds. Duplicates on either side
-/// count once (a hold is identified by user and n).
-pub fn diff(stock_total: u64, durable: &[Hold], held: &[Hold]) -> Diff {
+/// Compares durable records with ledger holds, and the ledger's stock left
+/// with its holds. Duplicates on either side count once (a hold is
+/// identified by user and n).
+pub fn diff(stock_total: u64, durable: &[Hold], held: &[Hold], stock_left: u64) -> Diff {
     let d: BTreeSet<_> = durable.iter().map(key).collect();
     let h: BTreeSet<_> = held.iter().map(key).collect();
     let to_hold = |(user, n): &(UserId, u32)| Hold {
@@ -56,6 +72,7 @@ pub fn diff(stock_total: u64, durable: &[Hold], held: &[Hold]) -> Diff {
         held: h.len() as u64,
         holds_without_record: h.difference(&d).map(to_hold).collect(),
         records_without_hold: d.difference(&h).map(to_hold).collect(),
+        stock_left,
     }
 }
 
@@ -73,12 +90,27 @@ mod tests {
 
     #[test]
     fn names_both_directions() {
-        let d = diff(10, &[hold(1, 1), hold(2, 1)], &[hold(2, 1), hold(3, 1)]);
+        let d = diff(10, &[hold(1, 1), hold(2, 1)], &[hold(2, 1), hold(3, 1)], 8);
         assert_eq!(d.holds_without_record, vec![hold(3, 1)]);
         assert_eq!(d.records_without_hold, vec![hold(1, 1)]);
         assert_eq!((d.durable, d.held), (2, 2));
         assert_eq!(d.remaining_after_repair(), 8);
+        assert!(d.conserved());
         assert!(!d.is_clean());
+    }
+
+    #[test]
+    fn a_leak_is_unclean_even_when_the_holds_agree() {
+        // A lost reply after a DECR: the same holds, one unit fewer on sale.
+        let d = diff(10, &[hold(1, 1)], &[hold(1, 1)], 8);
+        assert!(d.holds_without_record.is_empty() && d.records_without_hold.is_empty());
+        assert!(!d.conserved());
+        assert_eq!(d.leaked(), 1);
+        assert!(!d.is_clean());
+        let made_up = diff(10, &[hold(1, 1)], &[hold(1, 1)], 10);
+        assert_eq!(made_up.leaked(), -1);
+        assert!(!made_up.is_clean());
+        assert!(diff(10, &[hold(1, 1)], &[hold(1, 1)], 9).is_clean());
     }
 
     proptest! {
@@ -91,8 +123,9 @@ mod tests {
         ) {
             let recs: Vec<Hold> = recs.into_iter().map(|(u, n)| hold(u, n)).collect();
             let helds: Vec<Hold> = helds.into_iter().map(|(u, n)| hold(u, n)).collect();
-            let d = diff(100, &recs, &helds);
-            let after = diff(100, &recs, &recs);
+            let d = diff(100, &recs, &helds, 100 - helds.len() as u64);
+            let distinct: BTreeSet<_> = recs.iter().map(key).collect();
+            let after = diff(100, &recs, &recs, 100 - distinct.len() as u64);
             prop_assert!(after.is_clean());
             prop_assert_eq!(
                 d.held + d.records_without_hold.len() as u64,

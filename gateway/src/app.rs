@@ -7,8 +7,8 @@ use crate::config::{Limits, ServeConfig};
 use crate::orders::OrderIndex;
 use crate::registry::Registry;
 use anyhow::{bail, Context};
-use engine::ports::{Hold, LogRecord, OrderLog, OrderStore, StockLedger};
-use engine::{CampaignId, CampaignSpec, OrderStatus};
+use engine::ports::{Hold, LedgerImage, LogRecord, OrderLog, OrderStore, StockLedger};
+use engine::{CampaignId, CampaignSpec, OrderId, OrderStatus};
 use order_log::{FileLog, FileLogConfig};
 use order_store::{FileWriter, SqliteStore, FILE_LOG_SOURCE};
 use std::collections::HashMap;
@@ -28,6 +28,17 @@ pub fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// Milliseconds on a monotonic clock since the process's first call (never
+/// 0 once called): for ages and deadlines, which must not jump with the
+/// wall clock.
+pub fn mono_ms() -> u64 {
+    static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    let start = START.get_or_init(std::time::Instant::now);
+    u64::try_from(start.elapsed().as_millis())
+        .unwrap_or(u64::MAX)
+        .saturating_add(1)
 }
 
 /// Shared state of the gateway.
@@ -54,7 +65,16 @@ pub struct App {
     /// True when many gateways share the ledger (production): this
     /// gateway's own counters then say nothing about campaign-wide sales.
     pub shared_ledger: bool,
+    /// Production: the oldest campaign view this gateway still sells on
+    /// (see `Registry::view_age_ms`); `None` when this process is the only
+    /// writer of its campaigns (embedded).
+    pub view_max_age_ms: Option<u64>,
 }
+
+/// Longest a grab waits for the ledger's reservation before it answers 503.
+/// Bounds how long after its admission a grab can still append an order
+/// (see `reconcile::quiet_period_ms`).
+pub const LEDGER_CALL_MAX_MS: u64 = 3_000;
 
 /// The embedded default: the app plus the pieces it must stop in order.
 #[derive(Debug)]
@@ -105,17 +125,27 @@ impl Embedded {
             cdn_dir: cfg.data_dir.join("cdn"),
             writer_running: std::sync::atomic::AtomicBool::new(true),
             shared_ledger: false,
+            view_max_age_ms: None,
         });
 
         for c in store.campaigns().await.context("loading campaigns")? {
-            app.registry.insert(c);
+            app.registry.insert(c)?;
         }
         let checkpoint = store
             .checkpoint(FILE_LOG_SOURCE)
             .await
             .context("reading the writer checkpoint")?
             .unwrap_or(0);
-        let mut holds: HashMap<CampaignId, Vec<Hold>> = HashMap::new();
+        // Stored statuses decide which replayed orders still hold stock
+        // (expired and cancelled ones do not, but their numbers stay spent).
+        let mut stored: HashMap<OrderId, OrderStatus> = HashMap::new();
+        for live in app.registry.all() {
+            let id = live.get().id.clone();
+            for o in store.orders(&id).await.context("reading stored orders")? {
+                stored.insert(o.record.order_id, o.status);
+            }
+        }
+        let mut images: HashMap<CampaignId, LedgerImage> = HashMap::new();
         for p in replayed {
             let LogRecord::Order(o) = p.record;
             let Some(live) = app.registry.get(&o.campaign_id) else {
@@ -126,23 +156,40 @@ impl Embedded {
                 );
             };
             live.counters.logged.fetch_add(1, Ordering::Relaxed);
-            holds.entry(o.campaign_id.clone()).or_default().push(Hold {
+            let status = stored.get(&o.order_id).copied();
+            let unit = Hold {
                 user: o.user_id.clone(),
                 n: o.n,
-            });
+            };
+            let image = images.entry(o.campaign_id.clone()).or_default();
+            if status.is_some_and(OrderStatus::releases_stock) {
+                image.retired.push(unit);
+            } else {
+                image.holds.push(unit);
+            }
             let id = o.order_id.clone();
             app.orders.insert_queued(o);
-            if p.end <= checkpoint {
+            if p.end <= checkpoint || status.is_some() {
                 app.orders.advance(&id, OrderStatus::Confirmed);
                 live.counters.persisted.fetch_add(1, Ordering::Relaxed);
             }
+            if let Some(s) = status {
+                app.orders.advance(&id, s);
+            }
         }
-        // The ledger is rebuilt from durable records only, never from memory.
+        // The ledger is rebuilt from durable records only, never from memory,
+        // each time with a new generation.
         for live in app.registry.all() {
             let c = live.get();
-            let h = holds.remove(&c.id).unwrap_or_default();
+            let mut image = images.remove(&c.id).unwrap_or_default();
+            image.total = c.stock_total;
+            image.buckets = c.stock_buckets;
+            image.generation = store
+                .next_ledger_generation(&c.id)
+                .await
+                .with_context(|| format!("renewing the ledger generation of {}", c.id))?;
             app.ledger
-                .restore(&c.id, c.stock_total, &h, c.stock_buckets)
+                .restore(&c.id, &image)
                 .await
                 .with_context(|| format!("restoring the ledger of {}", c.id))?;
         }

@@ -62,6 +62,9 @@ pub struct Production {
     pub kafka_partitions: i32,
     pub kafka_delivery_wait_ms: u64,
     pub kafka_message_timeout_ms: u64,
+    /// librdkafka's `linger.ms`: how long a record waits for others to
+    /// join its batch before it is sent.
+    pub kafka_linger_ms: u64,
     pub kafka_group_id: String,
     pub kafka_session_timeout_ms: u64,
     pub kafka_dead_letter_topic: String,
@@ -158,6 +161,7 @@ pub struct LogSection {
     pub partitions: Option<i32>,
     pub delivery_wait_ms: Option<u64>,
     pub message_timeout_ms: Option<u64>,
+    pub linger_ms: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -28,6 +28,8 @@ pub struct Overrides {
     pub kafka_topic: Option<String>,
     pub kafka_group: Option<String>,
     pub kafka_message_timeout_ms: Option<u64>,
+    pub kafka_delivery_wait_ms: Option<u64>,
+    pub kafka_linger_ms: Option<u64>,
     pub kafka_session_timeout_ms: Option<u64>,
     pub jwt_secret: Option<String>,
     pub admin_token: Option<String>,
@@ -177,7 +179,11 @@ fn production(
         ));
     }
     let g = &file.order_log;
-    let delivery_wait_ms = g.delivery_wait_ms.unwrap_or(2_000);
+    let delivery_wait_ms = o
+        .kafka_delivery_wait_ms
+        .or(g.delivery_wait_ms)
+        .unwrap_or(2_000);
+    let linger_ms = o.kafka_linger_ms.or(g.linger_ms).unwrap_or(5);
     let message_timeout_ms = o
         .kafka_message_timeout_ms
         .or(g.message_timeout_ms)
@@ -189,6 +195,12 @@ fn production(
         return Err(invalid(
             "order_log.message_timeout_ms",
             "must be at least delivery_wait_ms",
+        ));
+    }
+    if linger_ms >= message_timeout_ms {
+        return Err(invalid(
+            "order_log.linger_ms",
+            "must be less than message_timeout_ms",
         ));
     }
     let partitions = g.partitions.unwrap_or(8);
@@ -220,6 +232,7 @@ fn production(
         kafka_partitions: partitions,
         kafka_delivery_wait_ms: delivery_wait_ms,
         kafka_message_timeout_ms: message_timeout_ms,
+        kafka_linger_ms: linger_ms,
         kafka_group_id: o
             .kafka_group
             .clone()

@@ -4,6 +4,75 @@
 use engine::Rejection;
 use http::StatusCode;
 
+macro_rules! codes {
+    ($($variant:ident = $code:literal => $status:literal,)*) => {
+        /// Every error code the server can emit, with its one status. The
+        /// list is what `openapi.json` and README must document (a test
+        /// checks both).
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum Code {
+            $($variant,)*
+        }
+
+        impl Code {
+            pub const ALL: &'static [Code] = &[$(Code::$variant,)*];
+
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(Code::$variant => $code,)*
+                }
+            }
+
+            pub fn status(self) -> StatusCode {
+                let s = match self {
+                    $(Code::$variant => $status,)*
+                };
+                StatusCode::from_u16(s).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+            }
+        }
+    };
+}
+
+codes! {
+    BadRequest = "bad_request" => 400,
+    Unauthorized = "unauthorized" => 401,
+    NotFound = "not_found" => 404,
+    CampaignNotFound = "campaign_not_found" => 404,
+    OrderNotFound = "order_not_found" => 404,
+    MethodNotAllowed = "method_not_allowed" => 405,
+    AlreadyBought = "already_bought" => 409,
+    CampaignExists = "campaign_exists" => 409,
+    CampaignStopped = "campaign_stopped" => 409,
+    NeedsReconcile = "needs_reconcile" => 409,
+    OrderNotConfirmed = "order_not_confirmed" => 409,
+    OrderExpired = "order_expired" => 409,
+    OrderCancelled = "order_cancelled" => 409,
+    SoldOut = "sold_out" => 410,
+    Ended = "ended" => 410,
+    PayloadTooLarge = "payload_too_large" => 413,
+    Paused = "paused" => 423,
+    NotStarted = "not_started" => 425,
+    RateLimited = "rate_limited" => 429,
+    Internal = "internal" => 500,
+    Overloaded = "overloaded" => 503,
+    Unavailable = "unavailable" => 503,
+    TooManyCampaigns = "too_many_campaigns" => 507,
+}
+
+impl From<Rejection> for Code {
+    fn from(r: Rejection) -> Self {
+        match r {
+            Rejection::NotStarted => Code::NotStarted,
+            Rejection::Ended => Code::Ended,
+            Rejection::Paused => Code::Paused,
+            Rejection::SoldOut => Code::SoldOut,
+            Rejection::AlreadyBought => Code::AlreadyBought,
+            Rejection::RateLimited => Code::RateLimited,
+            Rejection::Overloaded => Code::Overloaded,
+        }
+    }
+}
+
 /// An error answer: status, stable code, human message, optional extras.
 #[derive(Debug, Clone)]
 pub struct ApiError {
@@ -17,10 +86,11 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+    /// The error of `code`, with the status that code always has.
+    pub fn new(code: Code, message: impl Into<String>) -> Self {
         Self {
-            status,
-            code,
+            status: code.status(),
+            code: code.as_str(),
             message: message.into(),
             retry_after_s: None,
             extra: None,
@@ -28,49 +98,43 @@ impl ApiError {
     }
 
     pub fn bad_request(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "bad_request", message)
+        Self::new(Code::BadRequest, message)
     }
 
     pub fn unauthorized(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
+        Self::new(Code::Unauthorized, message)
     }
 
-    pub fn not_found(code: &'static str, message: impl Into<String>) -> Self {
-        Self::new(StatusCode::NOT_FOUND, code, message)
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(Code::NotFound, message)
     }
 
     pub fn campaign_not_found() -> Self {
-        Self::not_found("campaign_not_found", "no campaign has this id")
+        Self::new(Code::CampaignNotFound, "no campaign has this id")
     }
 
     pub fn payload_too_large(limit_bytes: usize) -> Self {
         Self::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "payload_too_large",
+            Code::PayloadTooLarge,
             format!("request body is larger than {limit_bytes} bytes"),
         )
     }
 
     pub fn method_not_allowed() -> Self {
         Self::new(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "method_not_allowed",
+            Code::MethodNotAllowed,
             "this path does not accept this method",
         )
     }
 
     /// A dependency failed; the client may retry later.
     pub fn unavailable(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message).retry_after(1)
+        Self::new(Code::Unavailable, message).retry_after(1)
     }
 
     /// Our own bug or broken invariant; details go to the log, not the client.
     pub fn internal() -> Self {
-        Self::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            "internal error; it has been logged",
-        )
+        Self::new(Code::Internal, "internal error; it has been logged")
     }
 
     pub fn retry_after(mut self, seconds: u64) -> Self {
@@ -99,22 +163,16 @@ impl ApiError {
 
 impl From<Rejection> for ApiError {
     fn from(r: Rejection) -> Self {
-        let (status, message) = match r {
-            Rejection::NotStarted => (StatusCode::from_u16(425), "the sale has not started yet"),
-            Rejection::Ended => (Ok(StatusCode::GONE), "the sale has ended"),
-            Rejection::Paused => (Ok(StatusCode::LOCKED), "the sale is paused"),
-            Rejection::SoldOut => (Ok(StatusCode::GONE), "sold out"),
-            Rejection::AlreadyBought => (
-                Ok(StatusCode::CONFLICT),
-                "you already hold the most units this sale allows",
-            ),
-            Rejection::RateLimited => (Ok(StatusCode::TOO_MANY_REQUESTS), "too many requests"),
-            Rejection::Overloaded => (
-                Ok(StatusCode::SERVICE_UNAVAILABLE),
-                "the server is shedding load; try again shortly",
-            ),
+        let message = match r {
+            Rejection::NotStarted => "the sale has not started yet",
+            Rejection::Ended => "the sale has ended",
+            Rejection::Paused => "the sale is paused",
+            Rejection::SoldOut => "sold out",
+            Rejection::AlreadyBought => "you already hold the most units this sale allows",
+            Rejection::RateLimited => "too many requests",
+            Rejection::Overloaded => "the server is shedding load; try again shortly",
         };
-        let err = ApiError::new(status.unwrap_or(StatusCode::BAD_REQUEST), r.code(), message);
+        let err = ApiError::new(Code::from(r), message);
         match r {
             Rejection::RateLimited | Rejection::Overloaded => err.retry_after(1),
             _ => err,
@@ -146,6 +204,22 @@ mod tests {
             ApiError::from(Rejection::RateLimited).retry_after_s,
             Some(1)
         );
+    }
+
+    #[test]
+    fn codes_are_distinct_snake_case_and_rejections_keep_theirs() {
+        let mut seen = std::collections::HashSet::new();
+        for c in Code::ALL {
+            let s = c.as_str();
+            assert!(seen.insert(s), "{s} twice");
+            assert!(
+                s.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'),
+                "{s}"
+            );
+        }
+        for r in Rejection::ALL {
+            assert_eq!(Code::from(r).as_str(), r.code());
+        }
     }
 
     #[test]

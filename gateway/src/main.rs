@@ -39,7 +39,9 @@ struct ReconcileArgs {
     /// Rebuild the ledger from the durable orders when they differ.
     #[arg(long)]
     repair: bool,
-    /// Run even though the campaign is live.
+    /// Skip the safety checks: run although the campaign is live, do not
+    /// wait for in-flight grabs to settle, repair although the log is not
+    /// drained. Only when every gateway is stopped.
     #[arg(long)]
     force: bool,
 }
@@ -95,6 +97,14 @@ struct ServeArgs {
     /// (overrides order_log.message_timeout_ms).
     #[arg(long, env = "SECKILL_KAFKA_MESSAGE_TIMEOUT_MS")]
     kafka_message_timeout_ms: Option<u64>,
+    /// How long a grab waits for the broker's acknowledgement, in ms
+    /// (overrides order_log.delivery_wait_ms).
+    #[arg(long, env = "SECKILL_KAFKA_DELIVERY_WAIT_MS")]
+    kafka_delivery_wait_ms: Option<u64>,
+    /// How long a record waits for others to join its batch, in ms
+    /// (overrides order_log.linger_ms).
+    #[arg(long, env = "SECKILL_KAFKA_LINGER_MS")]
+    kafka_linger_ms: Option<u64>,
     /// How long a silent writer keeps its partitions, in ms
     /// (overrides writer.session_timeout_ms).
     #[arg(long, env = "SECKILL_KAFKA_SESSION_TIMEOUT_MS")]
@@ -128,6 +138,8 @@ impl ServeArgs {
             kafka_topic: self.kafka_topic,
             kafka_group: self.kafka_group,
             kafka_message_timeout_ms: self.kafka_message_timeout_ms,
+            kafka_delivery_wait_ms: self.kafka_delivery_wait_ms,
+            kafka_linger_ms: self.kafka_linger_ms,
             kafka_session_timeout_ms: self.kafka_session_timeout_ms,
             jwt_secret: std::env::var("SECKILL_JWT_SECRET").ok(),
             admin_token: std::env::var("SECKILL_ADMIN_TOKEN").ok(),
@@ -198,6 +210,18 @@ async fn reconcile(args: ReconcileArgs) -> anyhow::Result<()> {
             " (ledger lost this campaign)"
         }
     );
+    println!(
+        "ledger stock left {} + holds {} {} stock {}{}",
+        d.stock_left,
+        d.held,
+        if d.conserved() { "==" } else { "!=" },
+        d.stock_total,
+        match d.leaked() {
+            0 => String::new(),
+            n if n > 0 => format!(" ({n} units stranded; a repair returns them)"),
+            n => format!(" ({} units too many; a repair removes them)", -n),
+        }
+    );
     println!("order log: {} records not yet in the store", r.log_lag);
     println!(
         "holds without a durable order (released by --repair): {}",
@@ -215,7 +239,8 @@ async fn reconcile(args: ReconcileArgs) -> anyhow::Result<()> {
     }
     if r.repaired {
         println!(
-            "repaired: ledger rebuilt, {} units remaining",
+            "repaired: ledger rebuilt (generation {}), {} units remaining",
+            r.generation.unwrap_or_default(),
             d.remaining_after_repair()
         );
     } else if d.is_clean() && r.ledger_was_loaded {

@@ -17,7 +17,7 @@ const STYLE_CSS: &str = include_str!("../../static-cdn/style.css");
 pub fn item(app: &App, file: &str) -> Result<Resp, ApiError> {
     let id = file
         .strip_suffix(".html")
-        .ok_or_else(|| ApiError::not_found("not_found", "no such page"))?;
+        .ok_or_else(|| ApiError::not_found("no such page"))?;
     let live = crate::handlers::campaign(app, id)?;
     let c = live.get();
     let page = render_item(c.id.as_str(), &c.title, c.price_cents, c.stock_total);
@@ -65,7 +65,7 @@ pub fn asset(file: &str) -> Result<Resp, ApiError> {
     let (body, kind) = match file {
         "app.js" => (APP_JS, "text/javascript; charset=utf-8"),
         "style.css" => (STYLE_CSS, "text/css; charset=utf-8"),
-        _ => return Err(ApiError::not_found("not_found", "no such asset")),
+        _ => return Err(ApiError::not_found("no such asset")),
     };
     Ok(page_response(web::bytes(StatusCode::OK, kind, body)))
 }

@@ -26,7 +26,11 @@ use tokio::task::JoinHandle;
 use tokio_util::task::TaskTracker;
 
 /// How often gateways re-read campaigns from the store.
-const CAMPAIGN_SYNC_MS: u64 = 1_000;
+pub const CAMPAIGN_SYNC_MS: u64 = 1_000;
+/// A gateway whose campaign view is older than this (the store unreachable
+/// for a few re-reads) stops selling until it reads them again, so an
+/// operator's pause reaches every sale within this bound.
+pub const CAMPAIGN_VIEW_MAX_AGE_MS: u64 = 3 * CAMPAIGN_SYNC_MS;
 
 /// A production gateway and the background tasks it must stop.
 #[derive(Debug)]
@@ -132,6 +136,7 @@ impl ProductionGateway {
             cdn_dir: cfg.data_dir.join("cdn"),
             writer_running: std::sync::atomic::AtomicBool::new(true),
             shared_ledger: true,
+            view_max_age_ms: Some(CAMPAIGN_VIEW_MAX_AGE_MS),
         });
         let _ = cell.set(Arc::downgrade(&app));
         sync_campaigns(&app).await.context("loading campaigns")?;
@@ -176,6 +181,7 @@ fn kafka_log_config(p: &Production) -> KafkaLogConfig {
         partitions: p.kafka_partitions,
         delivery_wait_ms: p.kafka_delivery_wait_ms,
         message_timeout_ms: p.kafka_message_timeout_ms,
+        linger_ms: p.kafka_linger_ms,
         ..KafkaLogConfig::new(p.kafka_brokers.clone(), p.kafka_topic.clone())
     }
 }
@@ -211,17 +217,23 @@ fn on_settled(cell: Arc<OnceLock<Weak<App>>>) -> order_log::OnSettled {
     })
 }
 
-/// Adds campaigns created elsewhere and applies control changes.
+/// Adds campaigns created elsewhere and applies control changes; on
+/// success the view counts as fresh as of the read's start.
 async fn sync_campaigns(app: &App) -> anyhow::Result<()> {
+    let started = crate::app::mono_ms();
     for c in app.store.campaigns().await? {
         match app.registry.get(&c.id) {
             Some(live) if *live.get() != c => live.set(c),
             Some(_) => {}
             None => {
-                app.registry.insert(c);
+                if let Err(e) = app.registry.insert(c) {
+                    // Readiness reports it (`Registry::overflowed`).
+                    tracing::error!(error = %e, "a campaign is not served by this gateway");
+                }
             }
         }
     }
+    app.registry.mark_synced(started);
     Ok(())
 }
 

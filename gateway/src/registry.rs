@@ -4,7 +4,7 @@
 use dashmap::DashMap;
 use engine::{Campaign, CampaignId, Rejection};
 use parking_lot::RwLock;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 /// Most campaigns one gateway holds; creation past it is refused.
@@ -72,21 +72,59 @@ impl LiveCampaign {
     }
 }
 
+/// A campaign refused because the registry holds `CAMPAIGNS_MAX` already.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("this gateway holds at most {CAMPAIGNS_MAX} campaigns; campaign {0} does not fit")]
+pub struct RegistryFull(pub CampaignId);
+
 /// All campaigns of this gateway, by id.
 #[derive(Debug, Default)]
 pub struct Registry {
     campaigns: DashMap<CampaignId, Arc<LiveCampaign>>,
+    /// Set when a campaign was refused because the registry is full:
+    /// readiness reports it, since this gateway cannot serve that campaign.
+    full: AtomicBool,
+    /// When the campaigns were last read from the shared store (monotonic
+    /// ms, see `app::mono_ms`; 0 = never). Production gateways stop selling
+    /// on a view that is too old: a pause must reach every gateway within a
+    /// bound that `seckill reconcile` can wait out.
+    synced_at_mono_ms: AtomicU64,
 }
 
 impl Registry {
+    /// Whether a campaign was ever refused for lack of room.
+    pub fn overflowed(&self) -> bool {
+        self.full.load(Ordering::Relaxed)
+    }
+
+    /// Notes that every campaign was read from the shared store as of
+    /// `mono_ms` (the read's start).
+    pub fn mark_synced(&self, mono_ms: u64) {
+        self.synced_at_mono_ms.fetch_max(mono_ms, Ordering::SeqCst);
+    }
+
+    /// Age of the campaign view at `mono_ms`; `None` if never synced.
+    pub fn view_age_ms(&self, mono_ms: u64) -> Option<u64> {
+        match self.synced_at_mono_ms.load(Ordering::SeqCst) {
+            0 => None,
+            at => Some(mono_ms.saturating_sub(at)),
+        }
+    }
+
     pub fn get(&self, id: &CampaignId) -> Option<Arc<LiveCampaign>> {
         self.campaigns.get(id).map(|c| Arc::clone(&c))
     }
 
-    /// Adds a campaign; `false` if the id is taken or the registry is full.
-    pub fn insert(&self, campaign: Campaign) -> bool {
+    /// Adds a campaign; `Ok(false)` if the id is taken, `Err` (and nothing
+    /// added) when the registry is full, which callers must not swallow: a
+    /// campaign this gateway does not hold is one it cannot sell or show.
+    pub fn insert(&self, campaign: Campaign) -> Result<bool, RegistryFull> {
+        if self.campaigns.contains_key(&campaign.id) {
+            return Ok(false);
+        }
         if self.campaigns.len() >= CAMPAIGNS_MAX {
-            return false;
+            self.full.store(true, Ordering::Relaxed);
+            return Err(RegistryFull(campaign.id));
         }
         let mut inserted = false;
         self.campaigns
@@ -99,7 +137,7 @@ impl Registry {
                     remaining_hint: parking_lot::Mutex::new(None),
                 })
             });
-        inserted
+        Ok(inserted)
     }
 
     pub fn len(&self) -> usize {
@@ -129,6 +167,38 @@ impl Registry {
 mod tests {
     use super::*;
 
+    fn campaign(id: &str) -> Campaign {
+        engine::CampaignSpec {
+            id: None,
+            title: "t".into(),
+            price_cents: 1,
+            stock: 5,
+            starts_at_ms: 0,
+            ends_at_ms: 10,
+            per_user_limit: None,
+            quiz: None,
+            payment_window_s: None,
+            load_test: None,
+            stock_buckets: None,
+        }
+        .validate(CampaignId::parse(id).unwrap())
+        .unwrap()
+    }
+
+    #[test]
+    fn a_full_registry_refuses_instead_of_dropping() {
+        let r = Registry::default();
+        for i in 0..CAMPAIGNS_MAX {
+            assert_eq!(r.insert(campaign(&format!("c{i}"))), Ok(true));
+        }
+        let extra = campaign("one-too-many");
+        assert_eq!(r.insert(extra.clone()), Err(RegistryFull(extra.id.clone())));
+        assert!(r.get(&extra.id).is_none());
+        assert!(r.overflowed(), "readiness must learn of it");
+        // A campaign it already holds is still found, not refused.
+        assert_eq!(r.insert(campaign("c0")), Ok(false));
+    }
+
     #[test]
     fn remaining_hint_expires() {
         let r = Registry::default();
@@ -147,7 +217,8 @@ mod tests {
         }
         .validate(CampaignId::parse("c").unwrap())
         .unwrap();
-        r.insert(c);
+        assert_eq!(r.insert(c.clone()), Ok(true));
+        assert_eq!(r.insert(c), Ok(false), "the id is taken");
         let live = r.get(&CampaignId::parse("c").unwrap()).unwrap();
         assert_eq!(live.remaining_hint(1_000, 1_000), None, "nothing read yet");
         live.set_remaining_hint(1_000, Some(4));

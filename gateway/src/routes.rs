@@ -1,6 +1,8 @@
-//! The router: maps (method, path) to a handler and every failure to the
-//! contract's error body. Only this module and `server` know hyper's types
-//! beyond the helpers in `http`.
+//! The router: one table of every route (method and OpenAPI path template)
+//! that both dispatch and the OpenAPI coverage test read, so a route cannot
+//! exist without being documented. Every failure becomes the contract's
+//! error body. Only this module and `server` know hyper's types beyond the
+//! helpers in `web`.
 
 use crate::app::App;
 use crate::error::ApiError;
@@ -12,6 +14,130 @@ use http::Method;
 use hyper::body::Incoming;
 use hyper::Request;
 use std::sync::Arc;
+
+/// What a route does; the dispatch below matches on it exhaustively.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    Healthz,
+    Readyz,
+    Metrics,
+    OpenApi,
+    Favicon,
+    Time,
+    Campaign,
+    Grab,
+    Order,
+    Pay,
+    Item,
+    Asset,
+    ListCampaigns,
+    CreateCampaign,
+    Stats,
+    Orders,
+    Preload,
+    Pause,
+    Resume,
+    Stop,
+    Tokens,
+}
+
+/// One route: a method (`HEAD` is answered wherever `GET` is) and a path
+/// template in OpenAPI syntax, where `{name}` stands for one path segment
+/// (with the rest of the template segment as a fixed suffix, as in
+/// `{id}.html`).
+#[derive(Debug, Clone, Copy)]
+pub struct Route {
+    pub method: &'static str,
+    pub path: &'static str,
+    pub endpoint: Endpoint,
+}
+
+const fn r(method: &'static str, path: &'static str, endpoint: Endpoint) -> Route {
+    Route {
+        method,
+        path,
+        endpoint,
+    }
+}
+
+/// Every route the gateway answers.
+pub const ROUTES: &[Route] = &[
+    r("GET", "/healthz", Endpoint::Healthz),
+    r("GET", "/readyz", Endpoint::Readyz),
+    r("GET", "/metrics", Endpoint::Metrics),
+    r("GET", "/openapi.json", Endpoint::OpenApi),
+    // Browsers ask for it on every page; an empty answer keeps consoles clean.
+    r("GET", "/favicon.ico", Endpoint::Favicon),
+    r("GET", "/api/v1/time", Endpoint::Time),
+    r("GET", "/api/v1/campaigns/{id}", Endpoint::Campaign),
+    r("POST", "/api/v1/campaigns/{id}/grab", Endpoint::Grab),
+    r("GET", "/api/v1/orders/{order_id}", Endpoint::Order),
+    r("POST", "/api/v1/orders/{order_id}/pay", Endpoint::Pay),
+    r("GET", "/items/{id}.html", Endpoint::Item),
+    r("GET", "/static/{file}", Endpoint::Asset),
+    r("GET", "/admin/v1/campaigns", Endpoint::ListCampaigns),
+    r("POST", "/admin/v1/campaigns", Endpoint::CreateCampaign),
+    r("GET", "/admin/v1/campaigns/{id}/stats", Endpoint::Stats),
+    r("GET", "/admin/v1/campaigns/{id}/orders", Endpoint::Orders),
+    r(
+        "POST",
+        "/admin/v1/campaigns/{id}/preload",
+        Endpoint::Preload,
+    ),
+    r("POST", "/admin/v1/campaigns/{id}/pause", Endpoint::Pause),
+    r("POST", "/admin/v1/campaigns/{id}/resume", Endpoint::Resume),
+    r("POST", "/admin/v1/campaigns/{id}/stop", Endpoint::Stop),
+    r("POST", "/admin/v1/tokens", Endpoint::Tokens),
+];
+
+/// Matches `path` against a template; the segments that stand for
+/// parameters, in order (whole segments, suffix included).
+fn matches<'p>(template: &str, path: &'p str) -> Option<Vec<&'p str>> {
+    let mut t = template.trim_start_matches('/').split('/');
+    let mut p = path.trim_start_matches('/').split('/');
+    let mut params = Vec::new();
+    loop {
+        match (t.next(), p.next()) {
+            (None, None) => return Some(params),
+            (Some(ts), Some(ps)) => match ts.strip_prefix('{').and_then(|r| r.split_once('}')) {
+                Some((_, suffix)) => {
+                    let value = ps.strip_suffix(suffix)?;
+                    if value.is_empty() {
+                        return None;
+                    }
+                    params.push(ps);
+                }
+                None if ts == ps => {}
+                None => return None,
+            },
+            _ => return None,
+        }
+    }
+}
+
+/// The route for `method` and `path` with its parameters; 404 when no
+/// route has the path, 405 when none of those takes the method.
+pub fn find<'p>(method: &Method, path: &'p str) -> Result<(Endpoint, Vec<&'p str>), ApiError> {
+    let method = if method == Method::HEAD {
+        "GET"
+    } else {
+        method.as_str()
+    };
+    let mut path_known = false;
+    for route in ROUTES {
+        if let Some(params) = matches(route.path, path) {
+            if route.method == method {
+                return Ok((route.endpoint, params));
+            }
+            path_known = true;
+        }
+    }
+    Err(if path_known {
+        ApiError::method_not_allowed()
+    } else {
+        ApiError::not_found("no such endpoint")
+    })
+}
 
 /// Handles one request; never fails (errors become responses).
 pub async fn handle(
@@ -27,29 +153,20 @@ pub async fn handle(
 
 async fn route(app: &Arc<App>, req: Request<Incoming>) -> Result<Resp, ApiError> {
     let path = req.uri().path().to_string();
-    let segs: Vec<&str> = path.trim_start_matches('/').split('/').collect();
-    let method = req.method().clone();
-    let get = method == Method::GET || method == Method::HEAD;
-    let post = method == Method::POST;
-    match segs.as_slice() {
-        ["healthz"] if get => Ok(service::healthz()),
-        ["readyz"] if get => Ok(service::readyz(app).await),
-        ["metrics"] if get => Ok(service::metrics(app).await),
-        ["openapi.json"] if get => Ok(service::openapi()),
-        ["api", "v1", "time"] if get => Ok(buyer::time()),
-        ["api", "v1", "campaigns", id] if get => buyer::campaign(app, id).await,
-        ["api", "v1", "campaigns", id, "grab"] if post => buyer::grab(app, id, req).await,
-        ["api", "v1", "orders", id] if get => buyer::order(app, id, req.headers()).await,
-        ["api", "v1", "orders", id, "pay"] if post => {
-            // The body is ignored, but read (bounded) so the connection stays reusable.
-            let (headers, _) = body_of(req, app.limits.body_bytes_max).await?;
-            buyer::pay(app, id, &headers).await
-        }
-        ["admin", "v1", ..] => admin_route(app, req, &segs[2..], &method).await,
-        ["items", file] if get => pages::item(app, file),
-        ["static", file] if get => pages::asset(file),
-        // Browsers ask for it on every page; an empty answer keeps consoles clean.
-        ["favicon.ico"] if get => Ok(web::with_cache(
+    // Operators' paths answer nothing, not even 404 or 405, without the
+    // admin credential.
+    if path.starts_with("/admin/") {
+        app.auth
+            .admin(req.headers().get(AUTHORIZATION).map(|v| v.as_bytes()))?;
+    }
+    let (endpoint, params) = find(req.method(), &path)?;
+    let param = params.first().copied().unwrap_or_default();
+    match endpoint {
+        Endpoint::Healthz => Ok(service::healthz()),
+        Endpoint::Readyz => Ok(service::readyz(app).await),
+        Endpoint::Metrics => Ok(service::metrics(app).await),
+        Endpoint::OpenApi => Ok(service::openapi()),
+        Endpoint::Favicon => Ok(web::with_cache(
             web::bytes(
                 http::StatusCode::NO_CONTENT,
                 "image/x-icon",
@@ -57,50 +174,51 @@ async fn route(app: &Arc<App>, req: Request<Incoming>) -> Result<Resp, ApiError>
             ),
             "public, max-age=86400",
         )),
-        ["healthz"]
-        | ["readyz"]
-        | ["metrics"]
-        | ["openapi.json"]
-        | ["api", "v1", "time"]
-        | ["api", "v1", "campaigns", _]
-        | ["api", "v1", "campaigns", _, "grab"]
-        | ["api", "v1", "orders", _]
-        | ["api", "v1", "orders", _, "pay"]
-        | ["items", _]
-        | ["static", _] => Err(ApiError::method_not_allowed()),
-        _ => Err(ApiError::not_found("not_found", "no such endpoint")),
+        Endpoint::Time => Ok(buyer::time()),
+        Endpoint::Campaign => buyer::campaign(app, param).await,
+        Endpoint::Grab => buyer::grab(app, param, req).await,
+        Endpoint::Order => buyer::order(app, param, req.headers()).await,
+        Endpoint::Pay => {
+            // The body is ignored, but read (bounded) so the connection stays reusable.
+            let (headers, _) = body_of(req, app.limits.body_bytes_max).await?;
+            buyer::pay(app, param, &headers).await
+        }
+        Endpoint::Item => pages::item(app, param),
+        Endpoint::Asset => pages::asset(param),
+        Endpoint::ListCampaigns
+        | Endpoint::CreateCampaign
+        | Endpoint::Stats
+        | Endpoint::Orders
+        | Endpoint::Preload
+        | Endpoint::Pause
+        | Endpoint::Resume
+        | Endpoint::Stop
+        | Endpoint::Tokens => admin_route(app, req, endpoint, param).await,
     }
 }
 
 async fn admin_route(
     app: &Arc<App>,
     req: Request<Incoming>,
-    segs: &[&str],
-    method: &Method,
+    endpoint: Endpoint,
+    id: &str,
 ) -> Result<Resp, ApiError> {
-    app.auth
-        .admin(req.headers().get(AUTHORIZATION).map(|v| v.as_bytes()))?;
-    let get = *method == Method::GET;
-    let post = *method == Method::POST;
     let query = req.uri().query().map(str::to_string);
     // Read every admin body (bounded), used or not, so a keep-alive
     // connection stays usable after the answer.
     let limit = app.limits.body_bytes_max.max(ADMIN_BODY_BYTES_MAX);
     let (headers, body) = body_of(req, limit).await?;
-    match segs {
-        ["campaigns"] if get => admin::list(app).await,
-        ["campaigns"] if post => admin::create(app, &headers, &body).await,
-        ["campaigns", id, "stats"] if get => admin::stats(app, id).await,
-        ["campaigns", id, "orders"] if get => admin::orders(app, id, query.as_deref()).await,
-        ["campaigns", id, "preload"] if post => admin::preload(app, id).await,
-        ["campaigns", id, action @ ("pause" | "resume" | "stop")] if post => {
-            admin::control(app, id, action).await
-        }
-        ["tokens"] if post => admin::tokens(app, &headers, &body),
-        ["campaigns"]
-        | ["campaigns", _, "stats" | "orders" | "preload" | "pause" | "resume" | "stop"]
-        | ["tokens"] => Err(ApiError::method_not_allowed()),
-        _ => Err(ApiError::not_found("not_found", "no such endpoint")),
+    match endpoint {
+        Endpoint::ListCampaigns => admin::list(app).await,
+        Endpoint::CreateCampaign => admin::create(app, &headers, &body).await,
+        Endpoint::Stats => admin::stats(app, id).await,
+        Endpoint::Orders => admin::orders(app, id, query.as_deref()).await,
+        Endpoint::Preload => admin::preload(app, id).await,
+        Endpoint::Pause => admin::control(app, id, "pause").await,
+        Endpoint::Resume => admin::control(app, id, "resume").await,
+        Endpoint::Stop => admin::control(app, id, "stop").await,
+        Endpoint::Tokens => admin::tokens(app, &headers, &body),
+        _ => Err(ApiError::internal()),
     }
 }
 
@@ -116,3 +234,63 @@ async fn body_of(
 /// Admin bodies may be larger than grab bodies (a token request for
 /// thousands of users), still bounded.
 const ADMIN_BODY_BYTES_MAX: usize = 1024 * 1024;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn templates_match_whole_segments() {
+        assert_eq!(
+            find(&Method::POST, "/api/v1/campaigns/tv/grab").unwrap(),
+            (Endpoint::Grab, vec!["tv"])
+        );
+        assert_eq!(
+            find(&Method::HEAD, "/items/tv.html").unwrap(),
+            (Endpoint::Item, vec!["tv.html"])
+        );
+        assert_eq!(find(&Method::GET, "/items/.html").unwrap_err().status, 404);
+        assert_eq!(find(&Method::GET, "/items/tv.htm").unwrap_err().status, 404);
+        assert_eq!(
+            find(&Method::GET, "/api/v1/campaigns/tv/grab")
+                .unwrap_err()
+                .status,
+            405
+        );
+        assert_eq!(
+            find(&Method::GET, "/api/v1/campaigns").unwrap_err().status,
+            404
+        );
+        assert_eq!(
+            find(&Method::GET, "/api/v1/campaigns/tv/grab/x")
+                .unwrap_err()
+                .status,
+            404
+        );
+        assert_eq!(
+            find(&Method::DELETE, "/admin/v1/campaigns")
+                .unwrap_err()
+                .status,
+            405
+        );
+    }
+
+    #[test]
+    fn every_route_is_reachable_by_its_own_template() {
+        for route in ROUTES {
+            let path = route
+                .path
+                .split('/')
+                .map(
+                    |seg| match seg.strip_prefix('{').and_then(|r| r.split_once('}')) {
+                        Some((_, suffix)) => format!("x{suffix}"),
+                        None => seg.to_string(),
+                    },
+                )
+                .collect::<Vec<_>>()
+                .join("/");
+            let method = Method::from_bytes(route.method.as_bytes()).unwrap();
+            assert_eq!(find(&method, &path).unwrap().0, route.endpoint, "{path}");
+        }
+    }
+}

@@ -4,11 +4,62 @@ use crate::error::ApiError;
 use bytes::Bytes;
 use http::header::{HeaderValue, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER};
 use http::{Response, StatusCode};
+use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full, Limited};
-use hyper::body::Incoming;
+use hyper::body::{Frame, Incoming};
 use serde::de::DeserializeOwned;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 
-pub type Resp = Response<Full<Bytes>>;
+/// A response body: whole (most answers) or streamed (exports). A streamed
+/// body that fails midway ends with an error, so hyper cuts the connection
+/// and the client sees a broken transfer, never a short file that looks
+/// complete.
+pub type Body = BoxBody<Bytes, std::io::Error>;
+pub type Resp = Response<Body>;
+
+fn whole(body: Bytes) -> Body {
+    Full::new(body).map_err(|never| match never {}).boxed()
+}
+
+/// Chunks a producer task sends; the channel is bounded, so a slow client
+/// slows the producer instead of growing memory.
+#[derive(Debug)]
+struct ChannelBody(tokio::sync::mpsc::Receiver<Result<Bytes, std::io::Error>>);
+
+impl hyper::body::Body for ChannelBody {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
+        self.0
+            .poll_recv(cx)
+            .map(|chunk| chunk.map(|r| r.map(Frame::data)))
+    }
+}
+
+/// Chunks in flight between a streaming producer and the client.
+pub const STREAM_CHUNKS_MAX: usize = 4;
+
+/// A streamed `200` whose chunks come from `produce`, which gets the
+/// sending half (a send fails once the client is gone: stop then).
+pub fn stream<F, Fut>(content_type: &'static str, produce: F) -> Resp
+where
+    F: FnOnce(tokio::sync::mpsc::Sender<Result<Bytes, std::io::Error>>) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let (tx, rx) = tokio::sync::mpsc::channel(STREAM_CHUNKS_MAX);
+    tokio::spawn(produce(tx));
+    let mut r = Response::new(ChannelBody(rx).boxed());
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    r.headers_mut()
+        .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}
 
 pub fn json(status: StatusCode, value: &impl serde::Serialize) -> Resp {
     match serde_json::to_vec(value) {
@@ -21,7 +72,7 @@ pub fn json(status: StatusCode, value: &impl serde::Serialize) -> Resp {
 }
 
 pub fn bytes(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> Resp {
-    let mut r = Response::new(Full::new(body.into()));
+    let mut r = Response::new(whole(body.into()));
     *r.status_mut() = status;
     r.headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));

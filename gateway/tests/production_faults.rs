@@ -4,10 +4,11 @@
 
 mod common;
 
-use common::prod::{eventually, ProdEnv};
+use common::prod::{
+    brokers, campaign, eventually, grab_all, metric, operator, produce, resumed_sale, run_seckill,
+    PrivateRedis, ProdEnv,
+};
 use common::users;
-use engine::ports::{LogRecord, OrderLog};
-use engine::{Campaign, CampaignId, Control, OrderRecord, UserId};
 use order_log::{KafkaLog, KafkaLogConfig};
 use serde_json::json;
 use std::sync::Arc;
@@ -15,62 +16,6 @@ use std::sync::Arc;
 /// The tests of this file stop shared services (the broker) or load them
 /// heavily; they run one at a time.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-fn brokers() -> String {
-    std::env::var("SECKILL_KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".into())
-}
-
-/// Creates the campaign through a gateway (so it is in MySQL) and returns
-/// the engine's view of it, to build order records the same way.
-async fn campaign(env: &ProdEnv, dir: &std::path::Path, id: &str, stock: u64) -> Campaign {
-    let g = env.gateway(dir, "g1");
-    let v = g.create_campaign(json!({ "id": id, "stock": stock })).await;
-    let field = |k: &str| v[k].as_u64().expect("numeric field");
-    Campaign {
-        id: CampaignId::parse(id).expect("id"),
-        title: v["title"].as_str().expect("title").to_string(),
-        price_cents: field("price_cents"),
-        stock_total: stock,
-        starts_at_ms: field("starts_at_ms"),
-        ends_at_ms: field("ends_at_ms"),
-        per_user_limit: 1,
-        quiz: false,
-        payment_window_s: 900,
-        load_test: false,
-        control: Control::Active,
-        stock_buckets: None,
-    }
-}
-
-/// Appends one order per user straight to the topic (the gateway's job,
-/// done here directly so the test is about the writer alone).
-async fn produce(env: &ProdEnv, c: &Campaign, names: &[String]) {
-    let cfg = KafkaLogConfig::new(brokers(), env.topic());
-    let log = Arc::new(
-        KafkaLog::connect(cfg, Arc::new(|_, _| {}))
-            .await
-            .expect("kafka"),
-    );
-    let chunks: Vec<Vec<String>> = names
-        .chunks(names.len().div_ceil(100))
-        .map(<[String]>::to_vec)
-        .collect();
-    let mut tasks = Vec::new();
-    for chunk in chunks {
-        let (log, c) = (Arc::clone(&log), c.clone());
-        tasks.push(tokio::spawn(async move {
-            for u in chunk {
-                let rec = OrderRecord::new(&c, UserId::parse(&u).expect("user"), 1, c.starts_at_ms);
-                log.append(&LogRecord::Order(rec))
-                    .await
-                    .expect("acknowledged append");
-            }
-        }));
-    }
-    for t in tasks {
-        t.await.expect("producer task");
-    }
-}
 
 /// Acceptance: the writer is `kill -9`ed 5 times while draining 20,000
 /// orders; every order ends in MySQL exactly once and the guarded sold
@@ -157,82 +102,56 @@ async fn poison_record_is_dead_lettered_and_the_writer_keeps_going() {
     assert_eq!(env.counts(&id).await, (6, 6, 6));
 }
 
-/// A private Redis server on a free port, killed when dropped.
-struct PrivateRedis {
-    port: u16,
-    proc: Option<common::Proc>,
-}
+/// Issue 6, hole 1: a record the store refuses is dead-lettered, and the
+/// records after it in the same batch still land before the batch's offsets
+/// are committed. On the old code the refused record's `return` ended the
+/// batch: the orders after it were neither stored nor dead-lettered, and
+/// their offsets were committed anyway.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_letter_keeps_its_batch_mates() {
+    let _serial = SERIAL.lock().await;
+    let env = ProdEnv::new("batchmates");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let id = format!("mates-{}", std::process::id());
+    let c = campaign(&env, dir.path(), &id, 100).await;
+    let before = users("a-", 3);
+    produce(&env, &c, &before).await;
+    // A second active unit for a limit-1 user: refused by the store (the
+    // ledger would never make it), keyed like the rest so it shares their
+    // partition and their batch.
+    let refused = engine::OrderRecord::new(
+        &c,
+        engine::UserId::parse(&before[0]).expect("user"),
+        2,
+        c.starts_at_ms,
+    );
+    let log = KafkaLog::connect(
+        KafkaLogConfig::new(brokers(), env.topic()),
+        Arc::new(|_, _| {}),
+    )
+    .await
+    .expect("kafka");
+    engine::ports::OrderLog::append(&log, &engine::ports::LogRecord::Order(refused))
+        .await
+        .expect("acknowledged append");
+    let after = users("c-", 20);
+    produce(&env, &c, &after).await;
 
-impl PrivateRedis {
-    fn start() -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("free port")
-            .port();
-        let mut r = PrivateRedis { port, proc: None };
-        r.restart_empty();
-        r
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/", self.port)
-    }
-
-    /// Kills the server (as a crash would) and starts an empty one.
-    fn restart_empty(&mut self) {
-        self.stop();
-        self.start_empty();
-    }
-
-    fn stop(&mut self) {
-        self.proc = None; // Proc's drop kills -9 and reaps
-    }
-
-    fn start_empty(&mut self) {
-        let child = std::process::Command::new("redis-server")
-            .args(["--bind", "127.0.0.1", "--port", &self.port.to_string()])
-            .args(["--save", "", "--appendonly", "no"])
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .expect("redis-server (scripts/services.sh needs it too)");
-        self.proc = Some(common::Proc(child));
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "redis-server did not start"
-            );
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
-    }
-}
-
-/// Grabs once per user through alternating gateways; returns the acked
-/// (user, order id) pairs and the count of each (status, code).
-async fn grab_all(
-    gateways: &[&common::Server],
-    campaign: &str,
-    tokens: &[String],
-    users: std::ops::Range<usize>,
-) -> (
-    Vec<(usize, String)>,
-    std::collections::HashMap<(u16, String), usize>,
-) {
-    let mut acked = Vec::new();
-    let mut seen = std::collections::HashMap::new();
-    for u in users {
-        let r = gateways[u % gateways.len()]
-            .grab(campaign, &tokens[u])
-            .await;
-        if r.status == 202 {
-            acked.push((
-                u,
-                r.json()["order_id"].as_str().expect("order id").to_string(),
-            ));
-        }
-        *seen.entry((r.status, r.code())).or_insert(0) += 1;
-    }
-    (acked, seen)
+    let _writer = env.writer(dir.path(), "w");
+    let g = env.gateway(dir.path(), "g2");
+    let lettered = eventually(30, async || g.stats(&id).await["orders_dead_lettered"] == 1).await;
+    assert!(
+        lettered,
+        "the refused record was not dead-lettered: {}",
+        g.stats(&id).await
+    );
+    let landed = eventually(30, async || env.counts(&id).await.0 >= 23).await;
+    assert!(
+        landed,
+        "orders after the dead letter were lost: {:?}",
+        env.counts(&id).await
+    );
+    assert_eq!(env.counts(&id).await, (23, 23, 23));
 }
 
 /// Acceptance: Redis restarted empty mid-sale. The gateways stop selling
@@ -244,6 +163,9 @@ async fn redis_restarted_empty_blocks_until_reconciled_and_the_count_is_exact() 
     let mut redis = PrivateRedis::start();
     let mut env = ProdEnv::new("redisloss");
     env.envs.push(("SECKILL_REDIS_URL", redis.url()));
+    // A short producer timeout keeps reconcile's quiet period short.
+    env.envs
+        .push(("SECKILL_KAFKA_MESSAGE_TIMEOUT_MS", "4000".into()));
     let dir = tempfile::tempdir().expect("tempdir");
     let id = format!("loss-{}", std::process::id());
     let g1 = env.gateway(dir.path(), "g1");
@@ -312,44 +234,6 @@ async fn redis_restarted_empty_blocks_until_reconciled_and_the_count_is_exact() 
     for (_, order) in first.iter().chain(&last) {
         assert!(rows.contains(order), "acknowledged order {order} missing");
     }
-}
-
-/// An operator's kill-switch call (`pause` or `resume`) that must succeed.
-async fn operator(g: &common::Server, id: &str, action: &str) {
-    let r = g
-        .admin_post(&format!("/admin/v1/campaigns/{id}/{action}"), &json!({}))
-        .await;
-    assert_eq!(
-        r.status,
-        200,
-        "{action}: {}",
-        String::from_utf8_lossy(&r.body)
-    );
-}
-
-/// Waits until a gateway sells again (it learns a resume and restored stock
-/// within its refresh periods); the probe buyer takes one unit.
-async fn resumed_sale(g: &common::Server, id: &str, probe: &str, secs: u64) {
-    assert!(
-        eventually(secs, async || g.grab(id, probe).await.status == 202).await,
-        "selling did not resume within {secs} s"
-    );
-}
-
-/// Runs `seckill <args>` with the test's environment; (exit code, stdout+stderr).
-fn run_seckill(env: &ProdEnv, args: &[&str]) -> (i32, String) {
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_seckill"));
-    cmd.args(args).env("SECKILL_LOG", "warn");
-    for (k, v) in &env.envs {
-        cmd.env(k, v);
-    }
-    let out = cmd.output().expect("run seckill");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.code().unwrap_or(-1), text)
 }
 
 /// A TCP proxy to MySQL that a test can cut: while cut, every connection
@@ -580,11 +464,21 @@ async fn broker_outage_mid_sale(kind: Outage) {
         Outage::Killed => "kafka-start",
     });
 
-    // The operator: pause, let the producers deliver what they held and the
-    // writer drain, then reconcile. The producers retry every few hundred ms,
-    // so a few seconds after the broker is back their queues are empty.
+    assert!(
+        !unknown.is_empty(),
+        "no grab during the outage answered with an order id to poll (unknown outcome)"
+    );
+    // The operator: pause, let the producers settle what they held (every
+    // unknown append gets its final word) and the writer drain, then
+    // reconcile.
     operator(&g1, &id, "pause").await;
-    tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+    for g in [&g1, &g2] {
+        let settled = eventually(90, async || {
+            metric(g, "seckill_order_log_unsettled").await == Some(0.0)
+        })
+        .await;
+        assert!(settled, "appends of unknown outcome never settled");
+    }
     if !eventually(60, async || lag(&env).await == 0).await {
         let log = std::fs::read_to_string(dir.path().join("w.stderr.log")).unwrap_or_default();
         let tail: Vec<&str> = log.lines().rev().take(30).collect();

@@ -8,11 +8,16 @@
 //!
 //! - [`campaigns`]: campaigns, controls, exact text round trips, status moves.
 //! - [`batches`]: idempotent batches, the sold guard, refusals, checkpoints.
-//! - [`concurrency`]: several writers at once never double-count or oversell.
+//! - [`units`]: unit numbers against the per-user limit (active units count).
+//! - [`pages`]: `orders_page`, keyset pages for exports.
+//! - [`concurrency`]: several writers at once never double-count, oversell or
+//!   pass the per-user limit, and ledger generations are never repeated.
 
 pub mod batches;
 pub mod campaigns;
 pub mod concurrency;
+pub mod pages;
+pub mod units;
 
 pub use batches::{
     a_batch_spanning_campaigns_counts_each, checkpoint_commits_with_its_batch,
@@ -22,12 +27,18 @@ pub use batches::{
 };
 pub use campaigns::{
     campaigns_round_trip_and_conflict_on_duplicate_id, dead_letters_are_counted_once_per_source,
-    ids_are_exact_and_text_round_trips, set_control_updates_or_reports_not_found,
-    status_changes_follow_the_state_machine, written_orders_read_back_confirmed,
+    ids_are_exact_and_text_round_trips, ledger_generations_rise_per_campaign,
+    set_control_updates_or_reports_not_found, status_changes_follow_the_state_machine,
+    written_orders_read_back_confirmed,
 };
 pub use concurrency::{
-    concurrent_batches_never_oversell, concurrent_overlapping_batches_land_once,
+    concurrent_batches_never_oversell, concurrent_ledger_generations_are_distinct,
+    concurrent_overlapping_batches_land_once, concurrent_regrabs_land_one_active_unit_per_user,
     overlapping_writers,
+};
+pub use pages::orders_pages_cover_each_order_once_in_id_order;
+pub use units::{
+    a_unit_past_the_limit_lands_when_no_unit_is_active, an_active_unit_keeps_the_next_one_out,
 };
 
 use engine::ports::{LogRecord, OrderStore};
@@ -107,7 +118,13 @@ macro_rules! store_contract_tests {
             checkpoint_commits_with_its_batch,
             concurrent_overlapping_batches_land_once,
             concurrent_batches_never_oversell,
-            dead_letters_are_counted_once_per_source
+            dead_letters_are_counted_once_per_source,
+            a_unit_past_the_limit_lands_when_no_unit_is_active,
+            an_active_unit_keeps_the_next_one_out,
+            concurrent_regrabs_land_one_active_unit_per_user,
+            orders_pages_cover_each_order_once_in_id_order,
+            ledger_generations_rise_per_campaign,
+            concurrent_ledger_generations_are_distinct
         );
     };
     (@each $make:expr; $($name:ident),*) => {

@@ -9,9 +9,18 @@
 //! or that does not decode, is tried `tries_max` times and then sent to the
 //! dead-letter topic before its offset is committed, so the writer keeps
 //! going and nothing disappears silently.
+//!
+//! **Invariant:** a batch's offsets are committed only once every record of
+//! the batch is either stored or dead-lettered (acknowledged by the broker).
+//! A refused record never takes its batch-mates with it, and a dead-letter
+//! send cut short by shutdown commits nothing.
+
+#[cfg(test)]
+mod tests;
 
 use crate::pacer::Pacer;
 use crate::writer::WriterConfig;
+use async_trait::async_trait;
 use engine::ports::{LogRecord, OrderStore, StoreError};
 use order_log::{KafkaSource, LogError, Sourced};
 use std::future::Future;
@@ -58,9 +67,35 @@ pub enum KafkaWriterError {
     Log(#[from] LogError),
 }
 
+/// What the writer needs of its source: a [`KafkaSource`] in production, a
+/// scripted one in this crate's tests (no broker needed).
+#[async_trait]
+trait Source: Send + Sync {
+    async fn poll(&mut self, rows_max: usize, wait_ms: u64) -> Result<Vec<Sourced>, LogError>;
+    async fn commit(&mut self, through: &[Sourced]) -> Result<(), LogError>;
+    async fn dead_letter(&self, s: &Sourced, reason: &str) -> Result<(), LogError>;
+    async fn close(self: Box<Self>);
+}
+
+#[async_trait]
+impl Source for KafkaSource {
+    async fn poll(&mut self, rows_max: usize, wait_ms: u64) -> Result<Vec<Sourced>, LogError> {
+        KafkaSource::poll(self, rows_max, wait_ms).await
+    }
+    async fn commit(&mut self, through: &[Sourced]) -> Result<(), LogError> {
+        KafkaSource::commit(self, through).await
+    }
+    async fn dead_letter(&self, s: &Sourced, reason: &str) -> Result<(), LogError> {
+        KafkaSource::dead_letter(self, s, reason).await
+    }
+    async fn close(self: Box<Self>) {
+        KafkaSource::close(*self).await;
+    }
+}
+
 pub struct KafkaWriter {
     store: Arc<dyn OrderStore>,
-    source: KafkaSource,
+    source: Box<dyn Source>,
     cfg: KafkaWriterConfig,
     stats: KafkaWriterStats,
     published: watch::Sender<KafkaWriterStats>,
@@ -83,6 +118,14 @@ enum Flow {
 
 impl KafkaWriter {
     pub fn new(store: Arc<dyn OrderStore>, source: KafkaSource, cfg: KafkaWriterConfig) -> Self {
+        Self::with_source(store, Box::new(source), cfg)
+    }
+
+    fn with_source(
+        store: Arc<dyn OrderStore>,
+        source: Box<dyn Source>,
+        cfg: KafkaWriterConfig,
+    ) -> Self {
         Self {
             store,
             source,
@@ -147,7 +190,9 @@ impl KafkaWriter {
         Ok(stats)
     }
 
-    /// Writes one batch; `Stop` when shutdown came while the store was down
+    /// Writes one batch; `Continue` only once every record of it is stored
+    /// or dead-lettered, so its offsets may be committed. `Stop` when
+    /// shutdown came while the store or the dead-letter topic was down
     /// (nothing committed: the records stay in the topic).
     async fn write<S: Future<Output = ()>>(
         &mut self,
@@ -185,7 +230,10 @@ impl KafkaWriter {
     }
 
     /// Isolates the records the store refuses: each gets `tries_max` tries,
-    /// then goes to the dead-letter topic.
+    /// then goes to the dead-letter topic, and the records after it are
+    /// still written. `Continue` means every decoded record of the batch is
+    /// stored or dead-lettered; `Stop` (shutdown while the store or the
+    /// dead-letter topic was down) means the batch must not be committed.
     async fn write_one_by_one<S: Future<Output = ()>>(
         &mut self,
         batch: &[Sourced],
@@ -214,7 +262,11 @@ impl KafkaWriter {
                         tries += 1;
                         if tries >= self.cfg.tries_max {
                             let reason = format!("refused {tries} times: {e}");
-                            return self.send_dead_letter(s, &reason, shutdown).await;
+                            match self.send_dead_letter(s, &reason, shutdown).await? {
+                                // Dead-lettered: on to the next record.
+                                Flow::Continue => break,
+                                Flow::Stop => return Ok(Flow::Stop),
+                            }
                         }
                     }
                 }
@@ -244,6 +296,9 @@ impl KafkaWriter {
         Ok(Flow::Continue)
     }
 
+    /// Sends one record to the dead-letter topic, retrying with backoff:
+    /// `Continue` once the broker acknowledged it, `Stop` if shutdown came
+    /// first (the record is then not safe, so its batch must not commit).
     async fn send_dead_letter<S: Future<Output = ()>>(
         &mut self,
         s: &Sourced,

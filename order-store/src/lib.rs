@@ -2,7 +2,8 @@
 //!
 //! Code map:
 //! - [`sqlite`]: [`SqliteStore`], the embedded `OrderStore` on one SQLite
-//!   file in WAL mode; the final guard (unique orders, sold <= stock).
+//!   file in WAL mode; the final guard (unique orders, sold <= stock, no
+//!   user past the per-user limit in active orders).
 //! - [`mysql`]: [`MysqlStore`], the production `OrderStore` on MySQL 8 or
 //!   MariaDB (InnoDB), safe for several writers at once.
 //! - `sql` (private): what both SQL stores share, so their rules cannot drift.

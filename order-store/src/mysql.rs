@@ -2,10 +2,13 @@
 //! (InnoDB), shared by any number of order writers.
 //!
 //! It keeps the same final guard as the embedded store: orders are unique per
-//! order id and per `(campaign, user, n)`, a campaign's `sold` can never pass
-//! its stock (a guarded `UPDATE` plus a `CHECK` in the schema), and each batch
-//! commits with the log position it came from. How a batch counts its
-//! duplicates exactly under concurrency is explained in [`batch`].
+//! order id and per `(campaign, user, n)`, a user never holds more active
+//! orders (queued, confirmed, paid) in a campaign than its per-user limit,
+//! while `n` may pass the limit after releases (the rule is in
+//! [`crate::sql::batch`]), a campaign's `sold` can never pass its stock (a
+//! guarded `UPDATE` plus a `CHECK` in the schema), and each batch commits
+//! with the log position it came from. How a batch counts its duplicates
+//! and active orders exactly under concurrency is explained in [`batch`].
 //!
 //! Every session runs in strict SQL mode (a value the schema cannot hold is
 //! refused, never truncated) and at `READ COMMITTED` (each read in a batch
@@ -22,7 +25,7 @@ use crate::sql::batch::{wall_clock_ms, Prepared};
 use crate::sql::rows::{self, db_err};
 use crate::sql::status::{compare_and_set, unapplied, CURRENT_STATUS_SQL};
 use engine::ports::{BatchReport, Checkpoint, LogRecord, StatusChange, StoreError};
-use engine::{OrderId, OrderStatus};
+use engine::{CampaignId, OrderId, OrderStatus};
 use sqlx::mysql::{MySqlConnectOptions, MySqlPool, MySqlPoolOptions};
 use sqlx::Executor;
 use std::str::FromStr;
@@ -166,7 +169,56 @@ crate::sql::store_impl::impl_sql_store!(MysqlStore, campaign_order: "seq", inser
         let current = row.as_ref().map(rows::status_from_row).transpose()?;
         unapplied(order, current, to)
     }
+
+    async fn next_ledger_generation(&self, campaign: &CampaignId) -> Result<u64, StoreError> {
+        // MySQL has no `UPDATE ... RETURNING`: the raise and the read share a
+        // transaction. The UPDATE holds the campaign row's exclusive lock
+        // until commit, so no other call can raise it in between, and the
+        // SELECT sees this transaction's own write.
+        let mut tx = self
+            .pool
+            .begin()
+            .await
+            .map_err(|e| db_err("starting a ledger generation", e))?;
+        let outcome = raise_ledger_generation(&mut tx, campaign).await;
+        match outcome {
+            Ok(generation) => {
+                tx.commit()
+                    .await
+                    .map_err(|e| db_err("committing a ledger generation", e))?;
+                Ok(generation)
+            }
+            Err(e) => {
+                if let Err(rb) = tx.rollback().await {
+                    tracing::warn!(error = %rb, "rolling back a ledger generation");
+                }
+                Err(e)
+            }
+        }
+    }
 });
+
+/// The body of `next_ledger_generation`; the caller commits on `Ok`.
+async fn raise_ledger_generation(
+    tx: &mut sqlx::Transaction<'static, sqlx::MySql>,
+    campaign: &CampaignId,
+) -> Result<u64, StoreError> {
+    // The raise always changes a matched row, so 0 means no such campaign.
+    let done = sqlx::query("UPDATE campaigns SET ledger_gen = ledger_gen + 1 WHERE id = ?")
+        .bind(campaign.as_str())
+        .execute(&mut **tx)
+        .await
+        .map_err(|e| db_err("raising the ledger generation", e))?;
+    if done.rows_affected() == 0 {
+        return Err(StoreError::NotFound(format!("campaign {campaign}")));
+    }
+    let row = sqlx::query("SELECT ledger_gen FROM campaigns WHERE id = ?")
+        .bind(campaign.as_str())
+        .fetch_one(&mut **tx)
+        .await
+        .map_err(|e| db_err("reading the ledger generation", e))?;
+    rows::get_u64(&row, "ledger_gen")
+}
 
 /// Idempotent per source: a writer retrying after a crash records it once.
 const INSERT_DEAD_LETTER: &str =

@@ -11,3 +11,5 @@ pub(crate) mod batch;
 pub(crate) mod rows;
 pub(crate) mod status;
 pub(crate) mod store_impl;
+#[cfg(test)]
+pub(crate) mod testing;

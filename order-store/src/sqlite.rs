@@ -1,19 +1,24 @@
 //! `SqliteStore`: the embedded order store, one SQLite file in WAL mode.
 //!
-//! It is the last guard of the order pipeline: orders are unique per
-//! `(campaign, user, n)`, a campaign's `sold` counter can never pass its
-//! stock (a guarded `UPDATE` plus a `CHECK` in the schema), and each batch
-//! commits together with the log position it came from, so a replay after a
-//! crash is absorbed instead of written twice.
+//! It is the last guard of the order pipeline: orders are unique per order
+//! id and per `(campaign, user, n)`, a user never holds more active orders
+//! (queued, confirmed, paid) in a campaign than its per-user limit, while
+//! the unit number `n` may pass the limit after releases (it never repeats,
+//! so an order id is never reused; see [`crate::sql::batch`]), a campaign's
+//! `sold` counter can never pass its stock (a guarded `UPDATE` plus a
+//! `CHECK` in the schema), and each batch commits together with the log
+//! position it came from, so a replay after a crash is absorbed instead of
+//! written twice. `BEGIN IMMEDIATE` serialises batches, which keeps these
+//! checks exact.
 
 mod status;
 #[cfg(test)]
 mod tests;
 
-use crate::sql::batch::{self, unknown_campaign, wall_clock_ms, Prepared, Tally};
+use crate::sql::batch::{self, unknown_campaign, wall_clock_ms, Prepared, Stored, Tally};
 use crate::sql::rows::{self, db_err, to_i64, OrderRow};
 use engine::ports::{BatchReport, Checkpoint, LogRecord, StatusChange, StoreError};
-use engine::{OrderId, OrderStatus};
+use engine::{CampaignId, OrderId, OrderStatus};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
@@ -29,7 +34,7 @@ const POOL_CONNECTIONS_MAX: u32 = 4;
 const BUSY_TIMEOUT_MS: u64 = 5_000;
 /// How long a caller waits for a free pool connection before `Unavailable`.
 const ACQUIRE_TIMEOUT_MS: u64 = 5_000;
-/// Rows per multi-row `INSERT`: 7 bound values each keeps a statement far
+/// Rows per multi-row `INSERT`: 9 bound values each keeps a statement far
 /// below SQLite's variable limit while still amortising the per-statement cost.
 const INSERT_CHUNK_ROWS: usize = 200;
 
@@ -100,18 +105,37 @@ crate::sql::store_impl::impl_sql_store!(SqliteStore, campaign_order: "rowid", in
     ) -> Result<StatusChange, StoreError> {
         status::set_status(&self.pool, order, to, wall_clock_ms()).await
     }
+
+    async fn next_ledger_generation(&self, campaign: &CampaignId) -> Result<u64, StoreError> {
+        // One statement: the write lock makes the raise atomic, RETURNING
+        // reads the value this call wrote, and FULL sync makes it durable.
+        let row = sqlx::query(
+            "UPDATE campaigns SET ledger_gen = ledger_gen + 1 WHERE id = ? RETURNING ledger_gen",
+        )
+        .bind(campaign.as_str())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(|e| db_err("raising the ledger generation", e))?
+        .ok_or_else(|| StoreError::NotFound(format!("campaign {campaign}")))?;
+        rows::get_u64(&row, "ledger_gen")
+    }
 });
 
-/// The body of `write_batch`; the caller commits on `Ok` and rolls back on `Err`.
+/// The body of `write_batch`; the caller commits on `Ok` and rolls back on
+/// `Err`. The steps and rules are those of [`crate::sql::batch`]; `BEGIN
+/// IMMEDIATE` holds the database's write lock from the first read, so what
+/// the batch reads stays true until commit.
 async fn write_in_tx(
     tx: &mut Transaction<'static, Sqlite>,
     batch: &Prepared<'_>,
 ) -> Result<BatchReport, StoreError> {
     let mut tallies = load_tallies(tx, &batch.rows).await?;
+    let stored = load_stored(tx, &batch.rows).await?;
+    let fresh = batch::fresh_rows(&batch.rows, &stored);
+    batch::check_active_limits(&fresh, &stored, &tallies)?;
     let updated_at_ms = wall_clock_ms();
     let status = OrderStatus::Confirmed.as_str();
-    let mut inserted_total = 0u64;
-    for chunk in batch.rows.chunks(INSERT_CHUNK_ROWS) {
+    for chunk in fresh.chunks(INSERT_CHUNK_ROWS) {
         let mut qb: QueryBuilder<'_, Sqlite> = QueryBuilder::new(format!(
             "INSERT INTO orders ({}) ",
             rows::INSERT_ORDER_COLUMNS
@@ -127,24 +151,26 @@ async fn write_in_tx(
                 .push_bind(status)
                 .push_bind(updated_at_ms);
         });
-        // DO NOTHING skips rows that hit either unique key, including a
-        // duplicate earlier in the same statement; RETURNING lists only the
-        // rows really inserted, which is how we count them per campaign.
-        qb.push(" ON CONFLICT DO NOTHING RETURNING campaign_id");
-        let inserted = qb
+        // A plain INSERT: only new rows are sent, so any conflict means the
+        // look-up was wrong, and it aborts the batch instead of vanishing.
+        let done = qb
             .build()
-            .fetch_all(&mut **tx)
+            .execute(&mut **tx)
             .await
             .map_err(|e| db_err("inserting orders", e))?;
-        for row in &inserted {
-            let campaign: String =
-                sqlx::Row::try_get(row, 0).map_err(|e| db_err("reading a row", e))?;
-            let tally = tallies.get_mut(campaign.as_str()).ok_or_else(|| {
-                StoreError::Invariant(format!("insert returned unexpected campaign {campaign}"))
-            })?;
-            tally.inserted += 1;
-            inserted_total += 1;
+        let sent = u64::try_from(chunk.len()).unwrap_or(u64::MAX);
+        if done.rows_affected() != sent {
+            return Err(StoreError::Invariant(format!(
+                "inserting {sent} new orders stored {}",
+                done.rows_affected()
+            )));
         }
+    }
+    for r in &fresh {
+        let tally = tallies
+            .get_mut(r.campaign_id)
+            .ok_or_else(|| unknown_campaign(r))?;
+        tally.inserted += 1;
     }
     for (campaign, t) in tallies.iter().filter(|(_, t)| t.inserted > 0) {
         let add = to_i64(t.inserted, "inserted orders")?;
@@ -173,11 +199,12 @@ async fn write_in_tx(
         .await
         .map_err(|e| db_err("saving the checkpoint", e))?;
     }
-    Ok(batch.report(inserted_total))
+    let inserted = u64::try_from(fresh.len()).unwrap_or(u64::MAX);
+    Ok(batch.report(inserted))
 }
 
 /// Loads every campaign the batch touches and checks each record against it:
-/// an unknown campaign or an `n` past the per-user limit is refused whole.
+/// an unknown campaign or a unit number 0 is refused whole.
 async fn load_tallies<'r>(
     tx: &mut Transaction<'static, Sqlite>,
     rows: &[OrderRow<'r>],
@@ -203,6 +230,46 @@ async fn load_tallies<'r>(
         tally.admit(r)?;
     }
     Ok(tallies)
+}
+
+/// What is stored of the batch's order ids, and every stored order of the
+/// batch's users in its campaigns (units and active counts).
+async fn load_stored(
+    tx: &mut Transaction<'static, Sqlite>,
+    rows: &[OrderRow<'_>],
+) -> Result<Stored, StoreError> {
+    let mut stored = Stored::default();
+    for chunk in Stored::ids_to_look_up(rows).chunks(batch::LOOKUP_CHUNK) {
+        let sql = batch::stored_ids_sql(chunk.len());
+        let mut q = sqlx::query(&sql);
+        for id in chunk {
+            q = q.bind(*id);
+        }
+        let found = q
+            .fetch_all(&mut **tx)
+            .await
+            .map_err(|e| db_err("looking up stored orders", e))?;
+        for row in &found {
+            stored.add_id(row)?;
+        }
+    }
+    for (campaign, users) in Stored::users_to_look_up(rows) {
+        for chunk in users.chunks(batch::LOOKUP_CHUNK) {
+            let sql = batch::stored_units_sql(chunk.len());
+            let mut q = sqlx::query(&sql).bind(campaign);
+            for user in chunk {
+                q = q.bind(*user);
+            }
+            let found = q
+                .fetch_all(&mut **tx)
+                .await
+                .map_err(|e| db_err("looking up stored units", e))?;
+            for row in &found {
+                stored.add_unit(campaign, row)?;
+            }
+        }
+    }
+    Ok(stored)
 }
 
 /// Idempotent per source: a writer retrying after a crash records it once.

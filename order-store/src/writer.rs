@@ -12,6 +12,9 @@
 //! unavailable gets the same batch again (with backoff) until it takes it or
 //! the writer is shut down; a store that refuses a batch as breaking an
 //! invariant stops the writer with an error for an operator to look at.
+//! A user's re-grab after a release (a unit number past the per-user limit
+//! while no earlier unit is active) is not such a refusal: the store's
+//! limit bounds active orders, not unit numbers (see `crate::sql::batch`).
 
 use crate::pacer::Pacer;
 use engine::ports::{Checkpoint, LogRecord, OrderStore, StoreError};

@@ -6,7 +6,7 @@
 //! per call so backends that share a server (Redis) need no cleanup between
 //! tests.
 
-use engine::ports::{Hold, Reservation, StockLedger};
+use engine::ports::{Hold, LedgerImage, Reservation, StockLedger};
 use engine::{CampaignId, UserId};
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -30,18 +30,44 @@ pub fn user(i: usize) -> UserId {
     UserId::parse(&format!("u{i}")).expect("generated user id is valid")
 }
 
+/// An image of durable records with the given generation.
+pub fn image(total: u64, holds: &[Hold], retired: &[Hold], generation: u64) -> LedgerImage {
+    LedgerImage {
+        total,
+        holds: holds.to_vec(),
+        retired: retired.to_vec(),
+        buckets: None,
+        generation,
+    }
+}
+
 async fn reserve(l: &dyn StockLedger, c: &CampaignId, u: &UserId, limit: u32) -> Reservation {
     l.reserve(c, u, limit).await.expect("ledger reachable")
 }
 
+/// `(total, held, remaining)`, with conservation checked against the holds
+/// the ledger actually lists, never against `snapshot().reserved` (which
+/// backends derive as `total - remaining`, so it could not disagree).
 async fn numbers(l: &dyn StockLedger, c: &CampaignId) -> (u64, u64, u64) {
     let s = l
         .snapshot(c)
         .await
         .expect("ledger reachable")
         .expect("loaded");
-    assert_eq!(s.reserved + s.remaining, s.total, "stock not conserved");
-    (s.total, s.reserved, s.remaining)
+    let held = l
+        .holds(c)
+        .await
+        .expect("ledger reachable")
+        .expect("loaded")
+        .len() as u64;
+    assert_eq!(
+        s.remaining + held,
+        s.total,
+        "stock not conserved: remaining {} + listed holds {held} != total {}",
+        s.remaining,
+        s.total
+    );
+    (s.total, held, s.remaining)
 }
 
 pub async fn sells_exactly_the_stock(l: Arc<dyn StockLedger>) {
@@ -149,7 +175,9 @@ pub async fn restore_rebuilds_from_holds(l: Arc<dyn StockLedger>) {
             n: 3,
         },
     ];
-    l.restore(&c, 10, &holds, None).await.expect("restore");
+    l.restore(&c, &image(10, &holds, &[], 2))
+        .await
+        .expect("restore");
     assert_eq!(numbers(&*l, &c).await, (10, 3, 7));
     assert!(!l.sold_out_hint(&c));
     assert_eq!(
@@ -172,18 +200,84 @@ pub async fn restore_rebuilds_from_holds(l: Arc<dyn StockLedger>) {
             n: 1,
         })
         .collect();
-    assert!(l.restore(&c, 2, &too_many, None).await.is_err());
+    assert!(l.restore(&c, &image(2, &too_many, &[], 3)).await.is_err());
     let full: Vec<Hold> = (0..2)
         .map(|i| Hold {
             user: user(i),
             n: 1,
         })
         .collect();
-    l.restore(&c, 2, &full, None).await.expect("restore");
+    l.restore(&c, &image(2, &full, &[], 4))
+        .await
+        .expect("restore");
     assert!(
         l.sold_out_hint(&c),
         "restoring every unit as held means sold out"
     );
+}
+
+/// A durable record read twice (a duplicated hold) counts once: the
+/// ledger must neither refuse nor trip its conservation check.
+pub async fn restore_counts_a_duplicated_hold_once(l: Arc<dyn StockLedger>) {
+    let c = unique_campaign("dup");
+    l.load(&c, 2, None).await.expect("load");
+    let hold = |u: usize, n: u32| Hold { user: user(u), n };
+    let dup = [hold(1, 1), hold(1, 1), hold(2, 1)];
+    l.restore(&c, &image(2, &dup, &[], 2))
+        .await
+        .expect("a duplicated record is one hold");
+    assert_eq!(numbers(&*l, &c).await, (2, 2, 0));
+    assert!(l.sold_out_hint(&c));
+    l.restore(&c, &image(3, &dup, &[], 3))
+        .await
+        .expect("restore");
+    assert_eq!(numbers(&*l, &c).await, (3, 2, 1));
+    assert_eq!(
+        reserve(&*l, &c, &user(1), 1).await,
+        Reservation::AlreadyBought
+    );
+    assert_eq!(
+        reserve(&*l, &c, &user(3), 1).await,
+        Reservation::Reserved { n: 1 }
+    );
+    assert_eq!(numbers(&*l, &c).await, (3, 3, 0));
+}
+
+/// Retired units (expired, cancelled orders) take no stock and do not
+/// count against the limit, but their numbers are spent: the user's next
+/// `n` is past them, so no order id is ever reused.
+pub async fn restore_continues_numbers_after_retired(l: Arc<dyn StockLedger>) {
+    let c = unique_campaign("retired");
+    l.load(&c, 5, None).await.expect("load");
+    let hold = |u: usize, n: u32| Hold { user: user(u), n };
+    l.restore(
+        &c,
+        &image(5, &[hold(1, 1)], &[hold(1, 2), hold(2, 5), hold(2, 3)], 2),
+    )
+    .await
+    .expect("restore");
+    assert_eq!(numbers(&*l, &c).await, (5, 1, 4));
+    assert_eq!(
+        reserve(&*l, &c, &user(2), 1).await,
+        Reservation::Reserved { n: 6 },
+        "n continues after the highest retired number"
+    );
+    assert_eq!(
+        reserve(&*l, &c, &user(1), 2).await,
+        Reservation::Reserved { n: 3 },
+        "past both the held and the retired numbers"
+    );
+    assert_eq!(
+        reserve(&*l, &c, &user(1), 2).await,
+        Reservation::AlreadyBought,
+        "the limit counts active units only"
+    );
+    assert!(l.release(&c, &user(2), 6).await.expect("release"));
+    assert_eq!(
+        reserve(&*l, &c, &user(2), 1).await,
+        Reservation::Reserved { n: 7 }
+    );
+    assert_eq!(numbers(&*l, &c).await, (5, 3, 2));
 }
 
 /// The ledger lists exactly its active holds, for reconciliation.
@@ -331,6 +425,8 @@ macro_rules! ledger_contract_tests {
             unknown_campaign_is_not_loaded,
             load_is_idempotent,
             restore_rebuilds_from_holds,
+            restore_counts_a_duplicated_hold_once,
+            restore_continues_numbers_after_retired,
             lists_active_holds,
             concurrent_buyers_never_oversell,
             one_user_racing_themselves_gets_one,

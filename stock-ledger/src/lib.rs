@@ -10,4 +10,8 @@ mod mem;
 mod redis_ledger;
 
 pub use mem::{MemLedger, MemLedgerConfig};
+/// The Lua scripts of `RedisLedger`, for tests that need their SHA1
+/// (`redis::Script::new(TEXT).get_hash()`) to recognise them on the wire.
+#[doc(hidden)]
+pub use redis_ledger::scripts;
 pub use redis_ledger::{RedisClusterConn, RedisConn, RedisLedger, RedisLedgerConfig, BUCKETS_MAX};

@@ -14,7 +14,7 @@ use async_trait::async_trait;
 use crossbeam::utils::CachePadded;
 use dashmap::mapref::entry::Entry;
 use dashmap::DashMap;
-use engine::ports::{Hold, LedgerError, LedgerSnapshot, Reservation, StockLedger};
+use engine::ports::{Hold, LedgerError, LedgerImage, LedgerSnapshot, Reservation, StockLedger};
 use engine::{CampaignId, UserId};
 use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -236,14 +236,25 @@ impl StockLedger for MemLedger {
         Ok(fresh)
     }
 
-    async fn restore(
-        &self,
-        campaign: &CampaignId,
-        total: u64,
-        holds: &[Hold],
-        _buckets: Option<u32>,
-    ) -> Result<(), LedgerError> {
-        let held = holds.len() as u64;
+    async fn restore(&self, campaign: &CampaignId, image: &LedgerImage) -> Result<(), LedgerError> {
+        let total = image.total;
+        // Distinct holds first: a record read twice is one unit, so it must
+        // count once, before the stock is split and conservation checked.
+        let mut users: std::collections::HashMap<&UserId, UserHolds> = Default::default();
+        let mut held = 0u64;
+        for h in &image.holds {
+            let e = users.entry(&h.user).or_default();
+            if !e.active.contains(&h.n) {
+                e.active.push(h.n);
+                e.last_n = e.last_n.max(h.n);
+                held += 1;
+            }
+        }
+        // Retired units take no stock, but their numbers are spent.
+        for h in &image.retired {
+            let e = users.entry(&h.user).or_default();
+            e.last_n = e.last_n.max(h.n);
+        }
         if held > total {
             return Err(LedgerError::Unavailable(format!(
                 "durable records hold {held} units of {campaign} but its stock is {total}"
@@ -251,12 +262,8 @@ impl StockLedger for MemLedger {
         }
         let stock = Stock::new(total - held, self.cfg.shards);
         let stock = Stock { total, ..stock };
-        for h in holds {
-            let mut e = stock.users.entry(h.user.clone()).or_default();
-            e.last_n = e.last_n.max(h.n);
-            if !e.active.contains(&h.n) {
-                e.active.push(h.n);
-            }
+        for (user, holds) in users {
+            stock.users.insert(user.clone(), holds);
         }
         stock.check_conserved();
         self.campaigns.insert(campaign.clone(), Arc::new(stock));

@@ -1,13 +1,21 @@
 //! Property test: random interleavings of reserve and release across threads
 //! on the engine's order ids and the memory ledger never oversell, never let
 //! a user hold more than the limit, never reuse an order id, and conserve
-//! stock (reserved + remaining = total) at every observed instant.
+//! stock at every quiescent point a monitor observes while the workers run.
+//!
+//! Conservation is checked against numbers the ledger does not derive from
+//! each other: the holds it lists (`holds()`) plus the stock it has left
+//! (`snapshot().remaining`) must be the total, and the holds it lists must
+//! be the test's own count of successful reserves minus releases.
+//! (`snapshot().reserved` is `total - remaining` by construction, so a check
+//! on it could never fail.)
 
-use engine::ports::Reservation;
+use engine::ports::{Hold, LedgerSnapshot, Reservation, StockLedger};
 use engine::{CampaignId, OrderId, UserId};
+use parking_lot::RwLock;
 use proptest::prelude::*;
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use stock_ledger::{MemLedger, MemLedgerConfig};
 
 #[derive(Debug, Clone)]
@@ -30,14 +38,33 @@ struct Outcome {
     released: Vec<(u8, u32)>,
 }
 
-fn run_thread(ledger: &MemLedger, c: &CampaignId, limit: u32, ops: &[Op]) -> Outcome {
+/// What the workers share with the monitor: a gate each operation passes
+/// (read side) and the monitor closes to see a quiescent ledger (write
+/// side), and the workers' own count of successful operations, updated
+/// inside the gate.
+#[derive(Default)]
+struct Shared {
+    gate: RwLock<()>,
+    reserves: AtomicU64,
+    releases: AtomicU64,
+}
+
+fn run_thread(
+    ledger: &MemLedger,
+    shared: &Shared,
+    c: &CampaignId,
+    limit: u32,
+    ops: &[Op],
+) -> Outcome {
     let mut out = Outcome::default();
     let mut mine: HashMap<u8, Vec<u32>> = HashMap::new();
     for op in ops {
+        let _op = shared.gate.read();
         match *op {
             Op::Reserve(u) => {
                 let user = UserId::parse(&format!("u{u}")).expect("valid");
                 if let Reservation::Reserved { n } = ledger.reserve_sync(c, &user, limit) {
+                    shared.reserves.fetch_add(1, Ordering::SeqCst);
                     out.reserved.push((u, n));
                     mine.entry(u).or_default().push(n);
                 }
@@ -54,11 +81,28 @@ fn run_thread(ledger: &MemLedger, c: &CampaignId, limit: u32, ops: &[Op]) -> Out
                     ledger.release_sync(c, &user, n),
                     "own active hold must release"
                 );
+                shared.releases.fetch_add(1, Ordering::SeqCst);
                 out.released.push((u, n));
             }
         }
     }
     out
+}
+
+/// Conservation at a quiescent point, from independent counts.
+fn check_conserved(ledger: &MemLedger, c: &CampaignId, total: u64, net: u64) {
+    let snap = ledger_snapshot(ledger, c);
+    let held = ledger_holds(ledger, c).len() as u64;
+    assert_eq!(
+        snap.remaining + held,
+        total,
+        "conservation: remaining {} + listed holds {held} != total {total}",
+        snap.remaining
+    );
+    assert_eq!(
+        held, net,
+        "listed holds disagree with the successful reserves minus releases"
+    );
 }
 
 proptest! {
@@ -72,22 +116,25 @@ proptest! {
     ) {
         let ledger = MemLedger::new(MemLedgerConfig { shards });
         let c = CampaignId::parse("prop").expect("valid");
-        futures_lite_block_on(engine_load(&ledger, &c, total));
+        ready(ledger.load(&c, total, None)).expect("load");
         let done = AtomicBool::new(false);
+        let shared = Shared::default();
         let outcomes: Vec<Outcome> = std::thread::scope(|s| {
-            // A monitor samples the snapshot while the workers run.
+            // A monitor stops the workers between operations (closes the
+            // gate) and checks conservation while nothing is in flight.
             let monitor = s.spawn(|| {
                 let mut samples = 0u32;
-                while !done.load(Ordering::SeqCst) && samples < 100_000 {
-                    let snap = ledger_snapshot(&ledger, &c);
-                    assert_eq!(snap.reserved + snap.remaining, total, "conservation");
-                    assert!(snap.reserved <= total, "oversold");
+                while !done.load(Ordering::SeqCst) && samples < 20_000 {
+                    let _quiet = shared.gate.write();
+                    let net = shared.reserves.load(Ordering::SeqCst)
+                        - shared.releases.load(Ordering::SeqCst);
+                    check_conserved(&ledger, &c, total, net);
                     samples += 1;
                 }
             });
             let workers: Vec<_> = threads
                 .iter()
-                .map(|ops| s.spawn(|| run_thread(&ledger, &c, limit, ops)))
+                .map(|ops| s.spawn(|| run_thread(&ledger, &shared, &c, limit, ops)))
                 .collect();
             let outs = workers.into_iter().map(|w| w.join().expect("worker")).collect();
             done.store(true, Ordering::SeqCst);
@@ -113,36 +160,28 @@ proptest! {
         for (u, h) in &held {
             prop_assert!(*h >= 0 && *h <= i64::from(limit), "user {} holds {}", u, h);
         }
+        check_conserved(&ledger, &c, total, got - gave);
         let snap = ledger_snapshot(&ledger, &c);
-        prop_assert_eq!(snap.reserved, got - gave);
-        prop_assert_eq!(snap.reserved + snap.remaining, total);
-        prop_assert_eq!(ledger_sold_out(&ledger, &c), snap.remaining == 0);
+        prop_assert_eq!(ledger.sold_out_hint(&c), snap.remaining == 0);
         ledger.assert_conserved(&c);
     }
 }
 
-// The memory ledger's async methods complete immediately; these helpers
-// drive them without pulling an executor into a std-thread test.
-fn ledger_snapshot(l: &MemLedger, c: &CampaignId) -> engine::ports::LedgerSnapshot {
-    futures_lite_block_on(async {
-        use engine::ports::StockLedger;
-        l.snapshot(c).await.expect("ok").expect("loaded")
-    })
+fn ledger_snapshot(l: &MemLedger, c: &CampaignId) -> LedgerSnapshot {
+    ready(l.snapshot(c)).expect("ok").expect("loaded")
 }
 
-fn ledger_sold_out(l: &MemLedger, c: &CampaignId) -> bool {
-    use engine::ports::StockLedger;
-    l.sold_out_hint(c)
+fn ledger_holds(l: &MemLedger, c: &CampaignId) -> Vec<Hold> {
+    ready(l.holds(c)).expect("ok").expect("loaded")
 }
 
-async fn engine_load(l: &MemLedger, c: &CampaignId, total: u64) {
-    use engine::ports::StockLedger;
-    l.load(c, total, None).await.expect("load");
-}
-
-fn futures_lite_block_on<F: std::future::Future>(f: F) -> F::Output {
-    tokio::runtime::Builder::new_current_thread()
-        .build()
-        .expect("runtime")
-        .block_on(f)
+/// The memory ledger's async methods complete on their first poll; this
+/// drives one without an executor (and says so if it ever does not).
+fn ready<F: std::future::Future>(f: F) -> F::Output {
+    let mut f = std::pin::pin!(f);
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    match f.as_mut().poll(&mut cx) {
+        std::task::Poll::Ready(v) => v,
+        std::task::Poll::Pending => panic!("the memory ledger never waits"),
+    }
 }

@@ -71,7 +71,9 @@ async fn lost_keys_block_the_campaign_until_restored() {
         user: user(1),
         n: 1,
     }];
-    l.restore(&c, 3, &holds, None).await.expect("restore");
+    l.restore(&c, &stock_ledger::contract::image(3, &holds, &[], 2))
+        .await
+        .expect("restore");
     assert_eq!(
         l.reserve(&c, &user(1), 1).await.expect("reserve"),
         Reservation::AlreadyBought

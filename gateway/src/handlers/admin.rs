@@ -1,7 +1,7 @@
 //! Operator endpoints, all behind the admin bearer token.
 
 use crate::app::{now_ms, App};
-use crate::error::ApiError;
+use crate::error::{ApiError, Code};
 use crate::registry::CAMPAIGNS_MAX;
 use crate::web::{self, Resp};
 use engine::ports::StoreError;
@@ -31,15 +31,18 @@ pub async fn create(app: &App, headers: &http::HeaderMap, body: &[u8]) -> Result
 /// Makes a campaign durable, loads its stock, then makes it visible, in
 /// that order, so no grab can see a campaign whose stock is not loaded.
 pub async fn create_campaign(app: &App, campaign: Campaign) -> Result<(), ApiError> {
-    if app.registry.len() >= CAMPAIGNS_MAX {
-        return Err(ApiError::new(
-            StatusCode::INSUFFICIENT_STORAGE,
-            "too_many_campaigns",
-            format!("this gateway holds at most {CAMPAIGNS_MAX} campaigns"),
-        ));
-    }
     if app.registry.get(&campaign.id).is_some() {
         return Err(exists(&campaign.id));
+    }
+    // Every gateway must be able to hold every campaign: in production the
+    // count that matters is the shared store's, not this gateway's.
+    let count = if app.shared_ledger {
+        app.store.campaigns().await.map_err(store_failed)?.len()
+    } else {
+        app.registry.len()
+    };
+    if count >= CAMPAIGNS_MAX {
+        return Err(too_many_campaigns());
     }
     app.store
         .insert_campaign(&campaign)
@@ -52,14 +55,23 @@ pub async fn create_campaign(app: &App, campaign: Campaign) -> Result<(), ApiErr
         .load(&campaign.id, campaign.stock_total, campaign.stock_buckets)
         .await
         .map_err(|e| ApiError::unavailable(format!("stock ledger: {e}")))?;
-    app.registry.insert(campaign);
+    app.registry.insert(campaign).map_err(|e| {
+        tracing::error!(error = %e, "created campaign not served by this gateway");
+        too_many_campaigns()
+    })?;
     Ok(())
+}
+
+fn too_many_campaigns() -> ApiError {
+    ApiError::new(
+        Code::TooManyCampaigns,
+        format!("the engine holds at most {CAMPAIGNS_MAX} campaigns"),
+    )
 }
 
 fn exists(id: &CampaignId) -> ApiError {
     ApiError::new(
-        StatusCode::CONFLICT,
-        "campaign_exists",
+        Code::CampaignExists,
         format!("a campaign with id {id} already exists"),
     )
 }
@@ -83,27 +95,24 @@ pub async fn list(app: &App) -> Result<Resp, ApiError> {
 pub async fn preload(app: &App, id: &str) -> Result<Resp, ApiError> {
     let live = super::campaign(app, id)?;
     let c = live.get();
-    // Loading full stock over a ledger that lost its data would sell units
-    // twice: once durable orders exist, only reconciliation may load it.
-    let loaded = app
+    // Every campaign is loaded when it is created; one whose ledger data is
+    // gone (Redis lost it, fully or in part) may have orders anywhere: in the
+    // store, in the log, in a gateway's producer. Loading full stock over it
+    // would sell units twice, so only reconciliation, which rebuilds it from
+    // the durable orders once nothing is in flight, may load it again.
+    let snap = app
         .ledger
         .snapshot(&c.id)
         .await
-        .map_err(|e| ApiError::unavailable(format!("stock ledger: {e}")))?
-        .is_some();
-    if !loaded && app.store.sold(&c.id).await.map_err(store_failed)? > 0 {
+        .map_err(|e| ApiError::unavailable(format!("stock ledger: {e}")))?;
+    if snap.is_none() {
         return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "needs_reconcile",
-            "the ledger lost this campaign but durable orders exist; run `seckill reconcile --repair`",
+            Code::NeedsReconcile,
+            "the stock ledger does not hold this campaign (lost, or never loaded); \
+             only `seckill reconcile --repair` may load it, from the durable orders",
         ));
     }
-    let newly_loaded = app
-        .ledger
-        .load(&c.id, c.stock_total, c.stock_buckets)
-        .await
-        .map_err(|e| ApiError::unavailable(format!("stock ledger: {e}")))?;
-    let snap = app.ledger.snapshot(&c.id).await.ok().flatten();
+    let newly_loaded = false;
     let page = crate::pages::render_item(c.id.as_str(), &c.title, c.price_cents, c.stock_total);
     let dir = app.cdn_dir.clone();
     let id = c.id.to_string();
@@ -133,8 +142,7 @@ pub async fn control(app: &App, id: &str, action: &str) -> Result<Resp, ApiError
     let mut c = (*live.get()).clone();
     if c.control == Control::Stopped {
         return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "campaign_stopped",
+            Code::CampaignStopped,
             "a stopped campaign cannot be changed",
         ));
     }
@@ -241,7 +249,9 @@ pub fn tokens(app: &App, headers: &http::HeaderMap, body: &[u8]) -> Result<Resp,
     ))
 }
 
-/// Winners export: JSON by default, CSV with `?format=csv`.
+/// Winners export: JSON by default, CSV with `?format=csv`, streamed page by
+/// page (in order-id order) so a campaign of millions of orders never sits
+/// in memory at once.
 pub async fn orders(app: &App, id: &str, query: Option<&str>) -> Result<Resp, ApiError> {
     let live = super::campaign(app, id)?;
     let format = query
@@ -256,47 +266,96 @@ pub async fn orders(app: &App, id: &str, query: Option<&str>) -> Result<Resp, Ap
             )))
         }
     };
-    let orders = app
+    let campaign = live.get().id.clone();
+    // The first page is read before answering, so a store that is down is
+    // a clean 503 rather than a broken download.
+    let first = app
         .store
-        .orders(&live.get().id)
+        .orders_page(&campaign, None, EXPORT_PAGE_ROWS)
         .await
         .map_err(store_failed)?;
-    if csv {
-        let mut out = String::from(
-            "order_id,campaign_id,user_id,n,price_cents,status,created_at_ms,pay_by_ms\n",
-        );
-        for o in &orders {
-            let r = &o.record;
-            out.push_str(&format!(
-                "{},{},{},{},{},{},{},{}\n",
-                r.order_id,
-                r.campaign_id,
-                csv_field(r.user_id.as_str()),
-                r.n,
-                r.price_cents,
-                o.status.as_str(),
-                r.created_at_ms,
-                r.pay_by_ms
-            ));
+    let store = std::sync::Arc::clone(&app.store);
+    let content_type = if csv {
+        "text/csv; charset=utf-8"
+    } else {
+        "application/json"
+    };
+    Ok(web::stream(content_type, move |tx| async move {
+        let mut out = String::from(if csv { CSV_HEADER } else { "[" });
+        let mut page = first;
+        let mut rows = 0u64;
+        loop {
+            for o in &page {
+                if csv {
+                    out.push_str(&csv_row(o));
+                } else {
+                    if rows > 0 {
+                        out.push(',');
+                    }
+                    out.push_str(&json_row(o).to_string());
+                }
+                rows += 1;
+            }
+            let Some(last) = page.last().map(|o| o.record.order_id.clone()) else {
+                break;
+            };
+            if page.len() < EXPORT_PAGE_ROWS as usize {
+                break;
+            }
+            if tx.send(Ok(std::mem::take(&mut out).into())).await.is_err() {
+                return; // the client went away
+            }
+            page = match store
+                .orders_page(&campaign, Some(&last), EXPORT_PAGE_ROWS)
+                .await
+            {
+                Ok(p) => p,
+                Err(e) => {
+                    tracing::warn!(error = %e, %campaign, rows, "winners export cut short");
+                    let _ = tx.send(Err(std::io::Error::other(e.to_string()))).await;
+                    return;
+                }
+            };
         }
-        return Ok(web::bytes(StatusCode::OK, "text/csv; charset=utf-8", out));
-    }
-    let rows: Vec<_> = orders
-        .iter()
-        .map(|o| {
-            serde_json::json!({
-                "order_id": o.record.order_id,
-                "campaign_id": o.record.campaign_id,
-                "user_id": o.record.user_id,
-                "n": o.record.n,
-                "price_cents": o.record.price_cents,
-                "status": o.status,
-                "created_at_ms": o.record.created_at_ms,
-                "pay_by_ms": o.record.pay_by_ms,
-            })
-        })
-        .collect();
-    Ok(web::json(StatusCode::OK, &rows))
+        if !csv {
+            out.push(']');
+        }
+        let _ = tx.send(Ok(out.into())).await;
+    }))
+}
+
+/// Orders read from the store per page of an export.
+const EXPORT_PAGE_ROWS: u32 = 1_000;
+
+const CSV_HEADER: &str =
+    "order_id,campaign_id,user_id,n,price_cents,status,created_at_ms,pay_by_ms\n";
+
+fn csv_row(o: &engine::Order) -> String {
+    let r = &o.record;
+    format!(
+        "{},{},{},{},{},{},{},{}\n",
+        r.order_id,
+        r.campaign_id,
+        csv_field(r.user_id.as_str()),
+        r.n,
+        r.price_cents,
+        o.status.as_str(),
+        r.created_at_ms,
+        r.pay_by_ms
+    )
+}
+
+fn json_row(o: &engine::Order) -> serde_json::Value {
+    serde_json::json!({
+        "order_id": o.record.order_id,
+        "campaign_id": o.record.campaign_id,
+        "user_id": o.record.user_id,
+        "n": o.record.n,
+        "price_cents": o.record.price_cents,
+        "status": o.status,
+        "created_at_ms": o.record.created_at_ms,
+        "pay_by_ms": o.record.pay_by_ms,
+    })
 }
 
 /// Quotes a CSV field when it holds a separator or quote (user ids may).

@@ -5,8 +5,8 @@
 //! sold-out flag), the in-flight cap, then one atomic ledger reservation and
 //! a durable log append before the 202.
 
-use crate::app::{now_ms, App};
-use crate::error::ApiError;
+use crate::app::{mono_ms, now_ms, App, LEDGER_CALL_MAX_MS};
+use crate::error::{ApiError, Code};
 use crate::registry::LiveCampaign;
 use crate::web::{self, Resp};
 use engine::ports::{AppendError, LogRecord, Reservation, StatusChange, StoreError};
@@ -60,6 +60,21 @@ pub async fn grab(
     let live = super::campaign(app, id)?;
     let campaign = live.get();
     let now = now_ms();
+    if let Some(max_age) = app.view_max_age_ms {
+        // A gateway that cannot re-read campaigns may have missed a pause:
+        // it stops selling, so a pause reaches every sale within a bound
+        // that `seckill reconcile` waits out before a repair.
+        if app
+            .registry
+            .view_age_ms(mono_ms())
+            .is_none_or(|age| age > max_age)
+        {
+            live.counters.unavailable.fetch_add(1, Ordering::Relaxed);
+            return Err(ApiError::unavailable(
+                "this gateway cannot read the campaign's current state; try again shortly",
+            ));
+        }
+    }
     if let Err(r) = admit(&campaign, app.ledger.sold_out_hint(&campaign.id), now) {
         live.counters.reject(r);
         return Err(r.into());
@@ -92,15 +107,29 @@ async fn reserve_and_log(
     user: UserId,
     now: u64,
 ) -> Result<OrderId, ApiError> {
-    let reservation = app
-        .ledger
-        .reserve(&c.id, &user, c.per_user_limit)
-        .await
-        .map_err(|e| {
+    // Bounded: no order may be appended long after its grab was admitted
+    // (reconcile's quiet period counts on it). A reservation cut short may
+    // still land in the ledger; it is a hold without an order, which
+    // reconciliation finds and releases.
+    let wait = std::time::Duration::from_millis(LEDGER_CALL_MAX_MS);
+    let reservation = match tokio::time::timeout(
+        wait,
+        app.ledger.reserve(&c.id, &user, c.per_user_limit),
+    )
+    .await
+    {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => {
             tracing::warn!(campaign = %c.id, error = %e, "ledger reserve failed");
             live.counters.unavailable.fetch_add(1, Ordering::Relaxed);
-            ApiError::unavailable("the stock ledger is unavailable")
-        })?;
+            return Err(ApiError::unavailable("the stock ledger is unavailable"));
+        }
+        Err(_) => {
+            tracing::warn!(campaign = %c.id, ?wait, "ledger reserve timed out");
+            live.counters.unavailable.fetch_add(1, Ordering::Relaxed);
+            return Err(ApiError::unavailable("the stock ledger is not answering"));
+        }
+    };
     let n = match reservation {
         Reservation::Reserved { n } => n,
         Reservation::AlreadyBought | Reservation::SoldOut => {
@@ -162,8 +191,15 @@ async fn compensate(app: &App, o: &OrderRecord) {
     }
 }
 
-/// The caller's own order, from the index or else the store; someone
-/// else's order looks exactly like a missing one.
+/// The caller's own order; someone else's order looks exactly like a
+/// missing one.
+///
+/// The index answers at once for an order in a final status. Otherwise the
+/// durable store decides (at most once per `ORDER_RECHECK_MS` per order):
+/// in production the gateway that took an order never hears that a writer
+/// stored it, another gateway may have taken the payment, and an order of
+/// another gateway is not in this index at all. What the store says is kept
+/// in the index, which is bounded by the orders of the campaigns.
 async fn owned_order(
     app: &App,
     id: &str,
@@ -172,17 +208,34 @@ async fn owned_order(
     let user = app
         .auth
         .buyer(headers.get(AUTHORIZATION).map(|v| v.as_bytes()))?;
-    let not_found = || ApiError::not_found("order_not_found", "no order of yours has this id");
+    let not_found = || ApiError::new(Code::OrderNotFound, "no order of yours has this id");
     let id = OrderId::parse(id).map_err(|_| not_found())?;
+    let now = mono_ms();
     let (record, status) = match app.orders.get(&id) {
-        Some(o) => (o.record, o.status),
-        None => match app.store.order(&id).await {
-            Ok(Some(o)) => (Arc::new(o.record), o.status),
-            Ok(None) => return Err(not_found()),
-            Err(e) => {
-                tracing::warn!(error = %e, "order look-up failed");
-                return Err(ApiError::unavailable("the order store is unavailable"));
+        Some(o) if o.status.is_terminal() || !app.orders.due_for_recheck(&id, now) => {
+            (o.record, o.status)
+        }
+        indexed => match app.store.order(&id).await {
+            Ok(Some(o)) => {
+                let status = o.status;
+                let record = app.orders.insert_stored(o, now);
+                (record, status)
             }
+            Ok(None) => match indexed {
+                // Durable in the log, not in the store yet.
+                Some(o) => (o.record, o.status),
+                None => return Err(not_found()),
+            },
+            Err(e) => match indexed {
+                Some(o) => {
+                    tracing::warn!(error = %e, "order look-up failed; answering from the index");
+                    (o.record, o.status)
+                }
+                None => {
+                    tracing::warn!(error = %e, "order look-up failed");
+                    return Err(ApiError::unavailable("the order store is unavailable"));
+                }
+            },
         },
     };
     if record.user_id != user {
@@ -218,13 +271,13 @@ pub async fn order(app: &App, id: &str, headers: &http::HeaderMap) -> Result<Res
 fn not_payable(status: OrderStatus) -> ApiError {
     let (code, message) = match status {
         OrderStatus::Queued => (
-            "order_not_confirmed",
+            Code::OrderNotConfirmed,
             "the order is still being written; try again in a moment",
         ),
-        OrderStatus::Expired => ("order_expired", "the payment window has closed"),
-        _ => ("order_cancelled", "the order was cancelled"),
+        OrderStatus::Expired => (Code::OrderExpired, "the payment window has closed"),
+        _ => (Code::OrderCancelled, "the order was cancelled"),
     };
-    let e = ApiError::new(StatusCode::CONFLICT, code, message);
+    let e = ApiError::new(code, message);
     if status == OrderStatus::Queued {
         e.retry_after(1)
     } else {
@@ -242,8 +295,7 @@ pub async fn pay(app: &App, id: &str, headers: &http::HeaderMap) -> Result<Resp,
     }
     if now_ms() > record.pay_by_ms {
         return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "order_expired",
+            Code::OrderExpired,
             "the payment window has closed",
         ));
     }

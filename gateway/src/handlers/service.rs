@@ -18,6 +18,12 @@ pub async fn readyz(app: &App) -> Resp {
             "the order writer has stopped; orders stay queued until a restart",
         ));
     }
+    if app.registry.overflowed() {
+        return web::error(&crate::error::ApiError::unavailable(format!(
+            "this gateway holds at most {} campaigns and had to refuse one",
+            crate::registry::CAMPAIGNS_MAX
+        )));
+    }
     if let Some(why) = app.log.unhealthy() {
         return web::error(&crate::error::ApiError::unavailable(why));
     }
@@ -82,6 +88,11 @@ pub async fn metrics(app: &App) -> Resp {
         out,
         "# TYPE seckill_grabs_inflight gauge\nseckill_grabs_inflight {}",
         app.limits.grabs_inflight_max - app.grab_permits.available_permits()
+    );
+    let _ = writeln!(
+        out,
+        "# TYPE seckill_order_log_unsettled gauge\nseckill_order_log_unsettled {}",
+        app.log.unsettled()
     );
     out.push_str(&persisted);
     out.push_str(&rejected);

@@ -268,6 +268,10 @@ impl OrderLog for KafkaLog {
             .map(|why| format!("kafka producer is broken: {why}"))
     }
 
+    fn unsettled(&self) -> u64 {
+        self.settling()
+    }
+
     async fn append(&self, record: &LogRecord) -> Result<(), AppendError> {
         let payload = serde_json::to_vec(record)
             .map_err(|e| AppendError::Failed(format!("cannot encode the record: {e}")))?;

@@ -163,16 +163,20 @@ pub async fn unknown_campaign_and_limit_breach_are_invariant_errors(
     batch.extend(orders(&ghost, 0..1)?);
     let err = store.write_batch(&batch, None).await;
     assert!(matches!(err, Err(StoreError::Invariant(_))), "{err:?}");
-    // The per-user limit is 1, so a second unit for one user is refused.
-    let second = OrderRecord::new(&c, UserId::parse("u0")?, 2, 1_600);
-    let err = store.write_batch(&[LogRecord::Order(second)], None).await;
-    assert!(matches!(err, Err(StoreError::Invariant(_))), "{err:?}");
-    // So is a unit 0, which the ledger never hands out.
+    // A unit 0, which the ledger never hands out, is refused.
     let zero = OrderRecord::new(&c, UserId::parse("u0")?, 0, 1_600);
     let err = store.write_batch(&[LogRecord::Order(zero)], None).await;
     assert!(matches!(err, Err(StoreError::Invariant(_))), "{err:?}");
     assert_eq!(stored_rows(&*store, &[&c, &ghost]).await?, 0);
     assert_eq!(store.sold(&c.id).await?, 0);
+    // The per-user limit is 1, so a second active unit for one user is
+    // refused (see `units` for the whole rule).
+    store.write_batch(&orders(&c, 0..1)?, None).await?;
+    let second = OrderRecord::new(&c, UserId::parse("u0")?, 2, 1_600);
+    let err = store.write_batch(&[LogRecord::Order(second)], None).await;
+    assert!(matches!(err, Err(StoreError::Invariant(_))), "{err:?}");
+    assert_eq!(stored_rows(&*store, &[&c]).await?, 1);
+    assert_eq!(store.sold(&c.id).await?, 1);
     Ok(())
 }
 

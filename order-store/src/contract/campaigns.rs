@@ -3,7 +3,7 @@
 use super::{campaign, order, orders, ContractResult};
 use engine::campaign::TITLE_LEN_MAX;
 use engine::ids::{CAMPAIGN_ID_LEN_MAX, USER_ID_LEN_MAX};
-use engine::ports::{LogRecord, OrderStore, StatusChange, StoreError};
+use engine::ports::{LogRecord, OrderStore, StatusChange, StoreError, FIRST_LEDGER_GENERATION};
 use engine::{Campaign, CampaignId, Control, OrderRecord, OrderStatus, UserId};
 use std::sync::Arc;
 
@@ -204,5 +204,32 @@ pub async fn dead_letters_are_counted_once_per_source(
         .await?;
     assert_eq!(store.dead_letters(Some(&c.id)).await?, 1);
     assert_eq!(store.dead_letters(None).await?, 2);
+    Ok(())
+}
+
+/// A campaign's ledger generation starts at [`FIRST_LEDGER_GENERATION`] and
+/// every call raises it; campaigns count independently; an unknown campaign
+/// is `NotFound`.
+pub async fn ledger_generations_rise_per_campaign(store: Arc<dyn OrderStore>) -> ContractResult {
+    let a = campaign("a", 10)?;
+    let b = campaign("b", 10)?;
+    store.insert_campaign(&a).await?;
+    store.insert_campaign(&b).await?;
+    let first = FIRST_LEDGER_GENERATION;
+    assert_eq!(store.next_ledger_generation(&a.id).await?, first + 1);
+    assert_eq!(store.next_ledger_generation(&a.id).await?, first + 2);
+    assert_eq!(store.next_ledger_generation(&b.id).await?, first + 1);
+    assert_eq!(store.next_ledger_generation(&a.id).await?, first + 3);
+    // A refused second insert of the campaign does not reset it.
+    let err = store.insert_campaign(&a).await;
+    assert!(matches!(err, Err(StoreError::Conflict(_))), "{err:?}");
+    assert_eq!(store.next_ledger_generation(&a.id).await?, first + 4);
+    let missing = CampaignId::parse("nope")?;
+    let err = store.next_ledger_generation(&missing).await;
+    assert!(matches!(err, Err(StoreError::NotFound(_))), "{err:?}");
+    // Orders and controls leave the generation alone.
+    store.write_batch(&orders(&a, 0..3)?, None).await?;
+    store.set_control(&a.id, Control::Paused).await?;
+    assert_eq!(store.next_ledger_generation(&a.id).await?, first + 5);
     Ok(())
 }

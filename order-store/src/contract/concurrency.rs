@@ -1,8 +1,11 @@
 //! Contract checks with several writers at once: overlapping batches land
-//! each order exactly once, and racing batches never sell past the stock.
+//! each order exactly once, racing batches never sell past the stock nor
+//! give a user more active units than the limit, and ledger generations
+//! are never handed out twice.
 
-use super::{campaign, orders, stored_rows, ContractError, ContractResult};
+use super::{campaign, orders, stored_rows, units::unit, ContractError, ContractResult};
 use engine::ports::{LogRecord, OrderStore, StoreError};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use tokio::task::JoinSet;
 
@@ -97,5 +100,85 @@ pub async fn concurrent_batches_never_oversell(store: Arc<dyn OrderStore>) -> Co
     assert_eq!(inserted, STOCK);
     assert_eq!(store.sold(&c.id).await?, STOCK);
     assert_eq!(stored_rows(&*store, &[&c]).await?, STOCK);
+    Ok(())
+}
+
+/// Writers race to store different re-grabs of the same users (unit
+/// numbers 2 to 5 of a limit-1 campaign, none of them active yet): for each
+/// user exactly one unit lands, the others are refused.
+pub async fn concurrent_regrabs_land_one_active_unit_per_user(
+    store: Arc<dyn OrderStore>,
+) -> ContractResult {
+    const USERS: u32 = 12;
+    const WRITERS: u32 = 4;
+    let c = campaign("regrabs", 1_000)?;
+    store.insert_campaign(&c).await?;
+    let mut tasks = JoinSet::new();
+    for w in 0..WRITERS {
+        let store = Arc::clone(&store);
+        // Writer w offers every user their unit w + 2, one record a batch,
+        // starting at a different user than its neighbours.
+        let mut mine = (0..USERS)
+            .map(|u| unit(&c, &format!("u{u}"), w + 2))
+            .collect::<Result<Vec<_>, _>>()?;
+        mine.rotate_left((USERS * w / WRITERS) as usize);
+        tasks.spawn(async move {
+            let mut inserted = 0u64;
+            for record in mine {
+                match store.write_batch(std::slice::from_ref(&record), None).await {
+                    Ok(report) => inserted += report.inserted,
+                    Err(StoreError::Invariant(_)) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            Ok(inserted)
+        });
+    }
+    let mut inserted = 0u64;
+    while let Some(done) = tasks.join_next().await {
+        inserted += done??;
+    }
+    let mut per_user: BTreeMap<String, u32> = BTreeMap::new();
+    for o in store.orders(&c.id).await? {
+        *per_user.entry(o.record.user_id.to_string()).or_default() += 1;
+    }
+    assert_eq!(per_user.len(), USERS as usize, "{per_user:?}");
+    assert!(per_user.values().all(|&k| k == 1), "{per_user:?}");
+    assert_eq!(inserted, u64::from(USERS));
+    assert_eq!(store.sold(&c.id).await?, u64::from(USERS));
+    Ok(())
+}
+
+/// Concurrent calls of `next_ledger_generation` never return the same
+/// value, and a later call returns more than all of them.
+pub async fn concurrent_ledger_generations_are_distinct(
+    store: Arc<dyn OrderStore>,
+) -> ContractResult {
+    const TASKS: u64 = 4;
+    const CALLS: u64 = 10;
+    let c = campaign("gens", 10)?;
+    store.insert_campaign(&c).await?;
+    let before = store.next_ledger_generation(&c.id).await?;
+    let mut tasks = JoinSet::new();
+    for _ in 0..TASKS {
+        let (store, id) = (Arc::clone(&store), c.id.clone());
+        tasks.spawn(async move {
+            let mut got = Vec::new();
+            for _ in 0..CALLS {
+                got.push(store.next_ledger_generation(&id).await?);
+            }
+            Ok::<_, StoreError>(got)
+        });
+    }
+    let mut seen = BTreeSet::new();
+    while let Some(done) = tasks.join_next().await {
+        for g in done?? {
+            assert!(seen.insert(g), "generation {g} handed out twice");
+            assert!(g > before, "{g} <= {before}");
+        }
+    }
+    assert_eq!(seen.len() as u64, TASKS * CALLS);
+    let after = store.next_ledger_generation(&c.id).await?;
+    assert!(seen.iter().all(|&g| g < after), "{after} vs {seen:?}");
     Ok(())
 }

@@ -1,44 +1,51 @@
 //! One `write_batch` transaction on MySQL, counting inserts and duplicates
-//! exactly even when several writers send overlapping batches.
+//! exactly and keeping the per-user limit exact even when several writers
+//! send overlapping batches. The rules are those of [`crate::sql::batch`].
 //!
 //! The steps, all in one transaction:
 //! 1. Lock every campaign of the batch with `SELECT ... FOR UPDATE`, one at a
 //!    time in byte order of the id, so two batches sharing campaigns queue
 //!    behind each other instead of deadlocking. This also checks that each
-//!    campaign exists and each `n` is within its per-user limit.
+//!    campaign exists and that no record has unit number 0.
 //! 2. Look up which records are already stored, by order id and by
-//!    `(campaign, user, n)`, the two unique keys. While the campaign rows are
-//!    locked no other batch can add orders to those campaigns, so this answer
-//!    stays true until commit; at `READ COMMITTED` it sees every batch that
-//!    committed before the lock was granted.
-//! 3. Insert the remaining records (minus repeats inside the batch) with a
+//!    `(campaign, user, n)`, the two unique keys, and how many active orders
+//!    (queued, confirmed, paid) each user of the batch holds per campaign.
+//!    While the campaign rows are locked no other batch can add orders to
+//!    those campaigns, so these answers stay true until commit; at
+//!    `READ COMMITTED` they see every batch that committed before the lock
+//!    was granted. (A status change does not take the campaign lock: one
+//!    racing a batch can only release a unit, which makes the count an
+//!    over-estimate for that batch, never an under-estimate, because no
+//!    status change makes an order active again.)
+//! 3. Refuse the batch when its new records would give a user more active
+//!    orders in a campaign than the per-user limit; `n` itself may pass the
+//!    limit once earlier units were released.
+//! 4. Insert the new records (minus repeats inside the batch) with a
 //!    plain multi-row `INSERT`: no `IGNORE`, no `ON DUPLICATE KEY`, so any
 //!    error, a duplicate included, aborts the batch instead of being
 //!    swallowed, and `rows_affected` must equal the rows sent.
-//! 4. Raise each campaign's `sold` with the guarded `UPDATE`; no row matched
+//! 5. Raise each campaign's `sold` with the guarded `UPDATE`; no row matched
 //!    means the batch would oversell, and the whole transaction rolls back.
-//! 5. Upsert the checkpoint.
+//! 6. Upsert the checkpoint.
 //!
 //! Holding the campaign lock for the batch serialises writers per campaign,
 //! which costs nothing in production: the order log is keyed by campaign, so
 //! one writer owns a campaign's records at a time anyway.
 
 use crate::sql::batch::{
-    unknown_campaign, wall_clock_ms, Prepared, Tally, RAISE_SOLD_SQL, TALLY_COLUMNS,
+    check_active_limits, fresh_rows, stored_ids_sql, stored_units_sql, unknown_campaign,
+    wall_clock_ms, Prepared, Stored, Tally, LOOKUP_CHUNK, RAISE_SOLD_SQL, TALLY_COLUMNS,
 };
-use crate::sql::rows::{db_err, get_u32, to_i64, DbRow, OrderRow, INSERT_ORDER_COLUMNS};
+use crate::sql::rows::{db_err, to_i64, OrderRow, INSERT_ORDER_COLUMNS};
 use engine::ports::{BatchReport, StoreError};
 use engine::OrderStatus;
 use sqlx::{MySql, QueryBuilder, Transaction};
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 
-/// Rows per multi-row `INSERT` (9 bound values each) and ids per `IN` list:
-/// far below MySQL's 65,535 placeholders and a default `max_allowed_packet`,
-/// while still amortising the round trip over many rows.
+/// Rows per multi-row `INSERT` (9 bound values each): far below MySQL's
+/// 65,535 placeholders and a default `max_allowed_packet`, while still
+/// amortising the round trip over many rows.
 const CHUNK_ROWS: usize = 500;
-
-/// A stored or batched unit: `(campaign, user, n)`.
-type Unit = (String, String, u32);
 
 /// The body of `write_batch`; the caller commits on `Ok` and rolls back on `Err`.
 pub(super) async fn write_in_tx(
@@ -46,7 +53,9 @@ pub(super) async fn write_in_tx(
     batch: &Prepared<'_>,
 ) -> Result<BatchReport, StoreError> {
     let mut tallies = lock_campaigns(tx, &batch.rows).await?;
-    let fresh = new_rows(tx, &batch.rows).await?;
+    let stored = load_stored(tx, &batch.rows).await?;
+    let fresh = fresh_rows(&batch.rows, &stored);
+    check_active_limits(&fresh, &stored, &tallies)?;
     insert(tx, &fresh).await?;
     for r in &fresh {
         let tally = tallies
@@ -118,85 +127,47 @@ async fn lock_campaigns<'r>(
     Ok(tallies)
 }
 
-/// Step 2: the records that are neither stored yet nor repeats of an earlier
-/// record of this batch, by either unique key, in batch order.
-async fn new_rows<'b, 'r>(
+/// Step 2: what is stored of the batch's order ids, and every stored order
+/// of the batch's users in its campaigns (units and active counts).
+async fn load_stored(
     tx: &mut Transaction<'static, MySql>,
-    rows: &'b [OrderRow<'r>],
-) -> Result<Vec<&'b OrderRow<'r>>, StoreError> {
-    let mut stored_ids: HashSet<String> = HashSet::new();
-    let mut stored_units: HashSet<Unit> = HashSet::new();
-    for chunk in rows.chunks(CHUNK_ROWS) {
-        let mut qb: QueryBuilder<'_, MySql> =
-            QueryBuilder::new("SELECT order_id FROM orders WHERE order_id IN (");
-        let mut ids = qb.separated(", ");
-        for r in chunk {
-            ids.push_bind(r.order_id);
+    rows: &[OrderRow<'_>],
+) -> Result<Stored, StoreError> {
+    let mut stored = Stored::default();
+    for chunk in Stored::ids_to_look_up(rows).chunks(LOOKUP_CHUNK) {
+        let sql = stored_ids_sql(chunk.len());
+        let mut q = sqlx::query(&sql);
+        for id in chunk {
+            q = q.bind(*id);
         }
-        qb.push(")");
-        let found = qb
-            .build()
+        let found = q
             .fetch_all(&mut **tx)
             .await
             .map_err(|e| db_err("looking up stored orders", e))?;
         for row in &found {
-            stored_ids.insert(row.text("order_id")?);
-        }
-        let campaigns: HashSet<&str> = chunk.iter().map(|r| r.campaign_id).collect();
-        for campaign in campaigns {
-            find_units(tx, campaign, chunk, &mut stored_units).await?;
+            stored.add_id(row)?;
         }
     }
-    let mut seen_ids: HashSet<&str> = HashSet::new();
-    let mut seen_units: HashSet<(&str, &str, u32)> = HashSet::new();
-    let mut fresh = Vec::with_capacity(rows.len());
-    for r in rows {
-        let unit = (r.campaign_id, r.user_id, r.n);
-        let stored = stored_ids.contains(r.order_id)
-            || stored_units.contains(&(r.campaign_id.into(), r.user_id.into(), r.n));
-        // Both sets are updated unconditionally: a record repeating either key
-        // of an earlier one is a duplicate even if the other key differs.
-        let repeated = !seen_ids.insert(r.order_id) | !seen_units.insert(unit);
-        if !stored && !repeated {
-            fresh.push(r);
+    for (campaign, users) in Stored::users_to_look_up(rows) {
+        for chunk in users.chunks(LOOKUP_CHUNK) {
+            let sql = stored_units_sql(chunk.len());
+            let mut q = sqlx::query(&sql).bind(campaign);
+            for user in chunk {
+                q = q.bind(*user);
+            }
+            let found = q
+                .fetch_all(&mut **tx)
+                .await
+                .map_err(|e| db_err("looking up stored units", e))?;
+            for row in &found {
+                stored.add_unit(campaign, row)?;
+            }
         }
     }
-    Ok(fresh)
+    Ok(stored)
 }
 
-/// Adds to `units` the stored `(campaign, user, n)` of `campaign`'s users in
-/// `chunk`; the lookup uses the unique key's leading columns.
-async fn find_units(
-    tx: &mut Transaction<'static, MySql>,
-    campaign: &str,
-    chunk: &[OrderRow<'_>],
-    units: &mut HashSet<Unit>,
-) -> Result<(), StoreError> {
-    let mut qb: QueryBuilder<'_, MySql> =
-        QueryBuilder::new("SELECT user_id, n FROM orders WHERE campaign_id = ");
-    qb.push_bind(campaign);
-    qb.push(" AND user_id IN (");
-    let mut users = qb.separated(", ");
-    for r in chunk.iter().filter(|r| r.campaign_id == campaign) {
-        users.push_bind(r.user_id);
-    }
-    qb.push(")");
-    let found = qb
-        .build()
-        .fetch_all(&mut **tx)
-        .await
-        .map_err(|e| db_err("looking up stored units", e))?;
-    for row in &found {
-        units.insert((
-            campaign.to_owned(),
-            row.text("user_id")?,
-            get_u32(row, "n")?,
-        ));
-    }
-    Ok(())
-}
-
-/// Step 3: inserts the new rows; every one must land.
+/// Step 4: inserts the new rows; every one must land.
 async fn insert(
     tx: &mut Transaction<'static, MySql>,
     fresh: &[&OrderRow<'_>],

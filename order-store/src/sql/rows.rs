@@ -211,6 +211,16 @@ pub(crate) const CAMPAIGN_COLUMNS: &str = "id, title, price_cents, stock_total, 
 pub(crate) const ORDER_COLUMNS: &str =
     "order_id, campaign_id, user_id, n, price_cents, created_at_ms, pay_by_ms, status";
 
+/// One page of `orders_page`, bound as (campaign, after, limit): keyset
+/// pagination on the primary key, served by the index `(campaign_id,
+/// order_id)` of migration 0004, so each page costs its own rows only.
+pub(crate) fn orders_page_sql() -> String {
+    format!(
+        "SELECT {ORDER_COLUMNS} FROM orders WHERE campaign_id = ? AND order_id > ? \
+         ORDER BY order_id LIMIT ?"
+    )
+}
+
 /// The order columns `write_batch` inserts, in bind order.
 pub(crate) const INSERT_ORDER_COLUMNS: &str = "order_id, campaign_id, user_id, n, price_cents, \
      created_at_ms, pay_by_ms, status, updated_at_ms";

@@ -2,7 +2,8 @@
 //! SQL backend, written once. sqlx types queries per database, so a generic
 //! function would need a wall of trait bounds; a macro over the store type
 //! gives each backend the same text, checked by the same contract suite.
-//! The methods that differ (`write_batch`, `set_status`) come from the caller.
+//! The methods that differ (`write_batch`, `set_status`,
+//! `next_ledger_generation`) come from the caller.
 
 /// `impl_sql_store!(Store, campaign_order: "<column>", insert_dead_letter: CONST, { fns })`
 /// implements `OrderStore` for `Store`, which must have a `pool` field.
@@ -14,8 +15,11 @@ macro_rules! impl_sql_store {
 
             async fn insert_campaign(&self, c: &engine::Campaign) -> Result<(), engine::ports::StoreError> {
                 use $crate::sql::rows::{self, db_err, is_unique_violation, to_i64};
+                // The ledger generation starts explicitly at the engine's
+                // first generation; the column default only serves the rows
+                // that existed before the column did.
                 let sql = format!(
-                    "INSERT INTO campaigns ({}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "INSERT INTO campaigns ({}, ledger_gen) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     rows::CAMPAIGN_COLUMNS
                 );
                 let result = sqlx::query(&sql)
@@ -31,6 +35,7 @@ macro_rules! impl_sql_store {
                     .bind(c.load_test)
                     .bind(c.control.as_str())
                     .bind(i64::from(c.stock_buckets.unwrap_or(0)))
+                    .bind(to_i64(engine::ports::FIRST_LEDGER_GENERATION, "ledger_gen")?)
                     .execute(&self.pool)
                     .await;
                 match result {
@@ -114,6 +119,30 @@ macro_rules! impl_sql_store {
                     .fetch_all(&self.pool)
                     .await
                     .map_err(|e| rows::db_err("listing orders", e))?;
+                found.iter().map(rows::order_from_row).collect()
+            }
+
+            async fn orders_page(
+                &self,
+                campaign: &engine::CampaignId,
+                after: Option<&engine::OrderId>,
+                limit: u32,
+            ) -> Result<Vec<engine::Order>, engine::ports::StoreError> {
+                use $crate::sql::rows;
+                // "Up to 0 orders" is an empty page; no need to ask.
+                if limit == 0 {
+                    return Ok(Vec::new());
+                }
+                // Both schemas compare ids byte for byte, which is the order
+                // of `OrderId`'s `Ord`. Starting after "" (no id is empty)
+                // reads the first page.
+                let found = sqlx::query(&rows::orders_page_sql())
+                    .bind(campaign.as_str())
+                    .bind(after.map_or("", engine::OrderId::as_str))
+                    .bind(i64::from(limit))
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(|e| rows::db_err("listing a page of orders", e))?;
                 found.iter().map(rows::order_from_row).collect()
             }
 

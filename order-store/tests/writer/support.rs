@@ -204,6 +204,17 @@ impl OrderStore for FakeStore {
     async fn orders(&self, _: &CampaignId) -> Result<Vec<Order>, StoreError> {
         Err(unused())
     }
+    async fn orders_page(
+        &self,
+        _: &CampaignId,
+        _: Option<&OrderId>,
+        _: u32,
+    ) -> Result<Vec<Order>, StoreError> {
+        Err(unused())
+    }
+    async fn next_ledger_generation(&self, _: &CampaignId) -> Result<u64, StoreError> {
+        Err(unused())
+    }
     async fn count_by_status(&self, _: &CampaignId) -> Result<Vec<(OrderStatus, u64)>, StoreError> {
         Err(unused())
     }

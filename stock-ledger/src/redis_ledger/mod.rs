@@ -8,21 +8,50 @@
 //! (a stable hash) holding all their holds, so the per-user limit stays
 //! exact; a grab whose home bucket is empty claims there, takes a unit from
 //! another bucket and settles the claim, so no unit is left unsold while
-//! any buyer still asks (see `slow_path`).
+//! any buyer still asks (see `slow_path`). A grab whose home has stock is
+//! one `EVALSHA`.
 //!
-//! Gateways learn "sold out" without asking Redis per request: every script
-//! returns its bucket's change counter with the stock left, local flags only
-//! accept newer news, and `spawn_refresher` polls every bucket so other
-//! gateways' sales and releases show up here too. A bucket whose keys are
-//! gone (Redis restarted empty) blocks the campaign (`NotLoaded`) until
-//! `restore` rebuilds it from durable records.
+//! **Unknown outcomes.** A reply can be lost after the script ran (a
+//! connection reset, a timeout), and redis-rs's cluster client re-sends a
+//! request after a reset by itself. Every changing script is therefore
+//! idempotent per request: each logical call carries a random request id,
+//! and the script records what it did under a key of that id, so the same
+//! request again answers the first outcome (see `scripts`). On an I/O error
+//! the ledger re-sends the same call a few times, within
+//! [`RESEND_WITHIN`], to learn the outcome; if it still cannot, it answers
+//! `LedgerError::Unavailable` and leaves Redis as it is: a slow path's claim
+//! whose take is unknown stays pending, listed by `holds()`, for
+//! reconciliation (`remaining + holds == total` tells whether the unit
+//! left).
+//!
+//! **News and generations.** Gateways learn "sold out" without asking Redis
+//! per request: every script returns its bucket's stock with the data's
+//! version, (generation, seq): `restore` writes the image's generation into
+//! every bucket (`load` writes `FIRST_LEDGER_GENERATION`), `seq` counts
+//! every change. Local flags take news in that order (a newer generation
+//! replaces everything known about the campaign; see `flags`), and
+//! `spawn_refresher` polls every bucket so other gateways' sales, releases
+//! and restores show up here too.
+//!
+//! **Blocked campaigns.** A gateway stops selling a campaign (`NotLoaded`)
+//! when a bucket's keys are gone (Redis restarted empty) until they are
+//! back, and when a bucket's data went back in time (a failover to a
+//! lagging replica, a restart from an older snapshot: a reply older than
+//! what this gateway saw before sending its request) until a newer
+//! generation shows up, i.e. until `restore` rebuilds the campaign from
+//! durable records. A reservation made on data that went back in time is
+//! answered `NotLoaded`: its hold lives only in the stale data, which the
+//! restore replaces.
 
 mod flags;
-mod scripts;
+pub mod scripts;
 
 use async_trait::async_trait;
 use dashmap::DashMap;
-use engine::ports::{Hold, LedgerError, LedgerSnapshot, Reservation, StockLedger};
+use engine::ports::{
+    Hold, LedgerError, LedgerImage, LedgerSnapshot, Reservation, StockLedger,
+    FIRST_LEDGER_GENERATION,
+};
 use engine::{CampaignId, UserId};
 use flags::CampaignFlags;
 use redis::aio::ConnectionLike;
@@ -81,6 +110,8 @@ impl<C> std::fmt::Debug for RedisLedger<C> {
 
 /// The keys of one bucket, all in one hash slot.
 struct Keys {
+    /// `<prefix>:{<tag>}:`, for the per-request keys.
+    base: String,
     meta: String,
     stock: String,
     seq: String,
@@ -101,7 +132,8 @@ fn tag(c: &CampaignId, bucket: u32, buckets: u32) -> String {
 impl Keys {
     fn of(prefix: &str, c: &CampaignId, bucket: u32, buckets: u32) -> Self {
         let t = tag(c, bucket, buckets);
-        let k = |name: &str| format!("{prefix}:{{{t}}}:{name}");
+        let base = format!("{prefix}:{{{t}}}:");
+        let k = |name: &str| format!("{base}{name}");
         Self {
             meta: k("meta"),
             stock: k("stock"),
@@ -110,8 +142,51 @@ impl Keys {
             active: k("active"),
             holds: k("holds"),
             pending: k("pending"),
+            base,
         }
     }
+
+    /// Where a script records the outcome of request `rid` (same slot).
+    fn request(&self, rid: &str) -> String {
+        format!("{}r:{rid}", self.base)
+    }
+}
+
+/// A fresh request id: 128 random bits, in hex.
+fn request_id() -> String {
+    format!("{:032x}", rand::random::<u128>())
+}
+
+/// How long the ledger keeps re-sending a call whose outcome is unknown.
+pub const RESEND_WITHIN: Duration = Duration::from_millis(1_500);
+/// Re-sends at most, after the first attempt.
+const RESENDS: u32 = 5;
+/// Pause before the second re-send; doubles after each (the first re-send
+/// goes at once: the client reconnects first anyway).
+const RESEND_PAUSE: Duration = Duration::from_millis(25);
+
+/// Why a script call has no answer.
+#[derive(Debug)]
+enum CallError {
+    /// Redis refused it or it was never sent: it did not run.
+    Failed(LedgerError),
+    /// It may have run; re-sending it did not tell.
+    Unknown(LedgerError),
+}
+
+impl From<CallError> for LedgerError {
+    fn from(e: CallError) -> Self {
+        match e {
+            CallError::Failed(e) | CallError::Unknown(e) => e,
+        }
+    }
+}
+
+/// Whether a failed request may have run: the connection failed after it
+/// may have been sent. A refused connection never carried it; an error
+/// reply is Redis's own answer.
+fn outcome_unknown(e: &redis::RedisError) -> bool {
+    (e.is_io_error() && !e.is_connection_refusal()) || e.is_timeout()
 }
 
 fn layout_key(prefix: &str, c: &CampaignId) -> String {
@@ -226,27 +301,32 @@ where
             .clamp(1, BUCKETS_MAX)
             .min(u32::try_from(total).unwrap_or(u32::MAX))
             .max(1);
-        self.write_buckets(campaign, total, buckets, &[]).await?;
+        self.write_buckets(campaign, total, buckets, &[], &[], FIRST_LEDGER_GENERATION)
+            .await?;
         Ok(true)
     }
 
-    async fn restore(
-        &self,
-        campaign: &CampaignId,
-        total: u64,
-        holds: &[Hold],
-        buckets: Option<u32>,
-    ) -> Result<(), LedgerError> {
+    async fn restore(&self, campaign: &CampaignId, image: &LedgerImage) -> Result<(), LedgerError> {
+        let total = image.total;
         // The layout in force wins; after a data loss, the campaign's own ask.
         let buckets = match self.layout(campaign).await? {
             Some(f) => f.buckets,
-            None => buckets
+            None => image
+                .buckets
                 .unwrap_or(self.cfg.buckets)
                 .clamp(1, BUCKETS_MAX)
                 .min(u32::try_from(total).unwrap_or(u32::MAX))
                 .max(1),
         };
-        self.write_buckets(campaign, total, buckets, holds).await
+        self.write_buckets(
+            campaign,
+            total,
+            buckets,
+            &image.holds,
+            &image.retired,
+            image.generation,
+        )
+        .await
     }
 
     async fn reserve(
@@ -298,7 +378,7 @@ where
                 .await
                 .map_err(unavailable)?;
             if !loaded {
-                flags.set_blocked(true);
+                flags.mark_lost(b);
                 return Ok(None);
             }
             let members: Vec<String> = redis::cmd("SMEMBERS")
@@ -319,9 +399,24 @@ fn by_home(holds: &[Hold], buckets: u32) -> HashMap<u32, Vec<&Hold>> {
     let mut seen = std::collections::HashSet::new();
     let mut out: HashMap<u32, Vec<&Hold>> = HashMap::new();
     for h in holds {
-        if seen.insert((h.user.clone(), h.n)) {
+        if seen.insert((&h.user, h.n)) {
             out.entry(home(&h.user, buckets)).or_default().push(h);
         }
+    }
+    out
+}
+
+/// Each user's highest retired `n`, grouped by home bucket: retired units
+/// only move the user's numbering on.
+fn retired_by_home(retired: &[Hold], buckets: u32) -> HashMap<u32, Vec<(&UserId, u32)>> {
+    let mut highest: HashMap<&UserId, u32> = HashMap::new();
+    for h in retired {
+        let n = highest.entry(&h.user).or_default();
+        *n = (*n).max(h.n);
+    }
+    let mut out: HashMap<u32, Vec<(&UserId, u32)>> = HashMap::new();
+    for (user, n) in highest {
+        out.entry(home(user, buckets)).or_default().push((user, n));
     }
     out
 }
