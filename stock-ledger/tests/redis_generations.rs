@@ -109,13 +109,19 @@ async fn data_from_the_past_blocks_every_gateway_until_a_restore() {
     a.load(&c, 10, Some(2)).await.expect("load");
     let (h0, h1) = (users_homed(0, 2, 0, 3), users_homed(1, 2, 0, 3));
     for u in [&h0[0], &h1[0]] {
-        assert_eq!(a.reserve(&c, u, 1).await, Ok(Reservation::Reserved { n: 1 }));
+        assert_eq!(
+            a.reserve(&c, u, 1).await,
+            Ok(Reservation::Reserved { n: 1 })
+        );
     }
     let mut data_keys = campaign_keys(&c, 2);
     data_keys.pop(); // the layout key is not data of a bucket
     let old = dump(&mut raw, &data_keys).await;
     for u in [&h0[1], &h1[1]] {
-        assert_eq!(a.reserve(&c, u, 1).await, Ok(Reservation::Reserved { n: 1 }));
+        assert_eq!(
+            a.reserve(&c, u, 1).await,
+            Ok(Reservation::Reserved { n: 1 })
+        );
     }
     b.refresh().await.expect("refresh");
     assert!(b.snapshot(&c).await.expect("snapshot").is_some());

@@ -41,7 +41,13 @@ async fn single_reserve_reply_lost_still_reserves_once() {
         Ok(Reservation::Reserved { n: 1 }),
         "the ledger learns the outcome of the call it sent"
     );
-    assert_eq!(holds, vec![Hold { user: user(1), n: 1 }]);
+    assert_eq!(
+        holds,
+        vec![Hold {
+            user: user(1),
+            n: 1
+        }]
+    );
     assert_eq!(
         l.reserve(&c, &user(1), 1).await.expect("reserve"),
         Reservation::AlreadyBought
@@ -117,7 +123,13 @@ async fn cluster_resent_reserve_runs_once() {
     assert_eq!(cluster.cuts(), 1, "one proxy cut the RESERVE reply");
     let holds = assert_conserved(&l, &c, 3).await;
     assert_eq!(got, Ok(Reservation::Reserved { n: 1 }));
-    assert_eq!(holds, vec![Hold { user: user(1), n: 1 }]);
+    assert_eq!(
+        holds,
+        vec![Hold {
+            user: user(1),
+            n: 1
+        }]
+    );
     let s = l.snapshot(&c).await.expect("snapshot").expect("loaded");
     assert_eq!(s.remaining, 2);
 }

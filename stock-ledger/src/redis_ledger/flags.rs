@@ -65,7 +65,9 @@ impl CampaignFlags {
         let buckets = buckets.clamp(1, 64);
         Self {
             buckets,
-            states: (0..buckets).map(|_| Mutex::new(Bucket::default())).collect(),
+            states: (0..buckets)
+                .map(|_| Mutex::new(Bucket::default()))
+                .collect(),
             all: if buckets == 64 {
                 u64::MAX
             } else {

@@ -157,8 +157,9 @@ fn request_id() -> String {
     format!("{:032x}", rand::random::<u128>())
 }
 
-/// How long the ledger keeps re-sending a call whose outcome is unknown.
-pub const RESEND_WITHIN: Duration = Duration::from_millis(1_500);
+/// How long the ledger keeps re-sending a call whose outcome is unknown
+/// (after the first attempt failed).
+const RESEND_WITHIN: Duration = Duration::from_millis(1_500);
 /// Re-sends at most, after the first attempt.
 const RESENDS: u32 = 5;
 /// Pause before the second re-send; doubles after each (the first re-send

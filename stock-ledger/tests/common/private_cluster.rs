@@ -54,12 +54,11 @@ impl PrivateCluster {
         let mut nodes = Vec::new();
         let mut used = std::collections::HashSet::new();
         for _ in 0..3 {
-            let (port, bus) = loop {
-                let (p, b) = (free_port(), free_port());
-                if p != b && used.insert(p) && used.insert(b) {
-                    break (p, b);
-                }
-            };
+            let (port, bus) = (0..100)
+                .map(|_| (free_port(), free_port()))
+                .find(|&(p, b)| p != b && !used.contains(&p) && !used.contains(&b))
+                .expect("two distinct free ports within 100 tries");
+            used.extend([port, bus]);
             let proxy = CutProxy::start(SocketAddr::from(([127, 0, 0, 1], port))).await;
             let node = start_node(port, bus, proxy.addr.port()).await;
             proxies.push(proxy);
@@ -103,8 +102,10 @@ impl PrivateCluster {
             let mut ok = false;
             for _ in 0..STATE_OK_TRIES {
                 if let Ok(mut conn) = client.get_multiplexed_async_connection().await {
-                    let info: redis::RedisResult<String> =
-                        redis::cmd("CLUSTER").arg("INFO").query_async(&mut conn).await;
+                    let info: redis::RedisResult<String> = redis::cmd("CLUSTER")
+                        .arg("INFO")
+                        .query_async(&mut conn)
+                        .await;
                     if info.is_ok_and(|i| i.contains("cluster_state:ok")) {
                         ok = true;
                         break;
@@ -151,7 +152,12 @@ async fn start_node(port: u16, bus: u16, announce: u16) -> Node {
     let dir = tempfile::tempdir().expect("temp dir");
     let mut child = Command::new("redis-server")
         .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
-        .args(["--cluster-enabled", "yes", "--cluster-port", &bus.to_string()])
+        .args([
+            "--cluster-enabled",
+            "yes",
+            "--cluster-port",
+            &bus.to_string(),
+        ])
         .arg("--cluster-config-file")
         .arg(dir.path().join("nodes.conf"))
         .args(["--cluster-node-timeout", "2000"])
