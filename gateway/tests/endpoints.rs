@@ -257,7 +257,10 @@ async fn winners_export_streams_every_order_once() {
     let tokens = std::sync::Arc::new(server.tokens(&names).await);
     let mut tasks = Vec::new();
     for worker in 0..8 {
-        let (server, tokens) = (std::sync::Arc::clone(&server), std::sync::Arc::clone(&tokens));
+        let (server, tokens) = (
+            std::sync::Arc::clone(&server),
+            std::sync::Arc::clone(&tokens),
+        );
         tasks.push(tokio::spawn(async move {
             for i in (worker..ORDERS).step_by(8) {
                 assert_eq!(server.grab("big", &tokens[i]).await.status, 202);
@@ -271,7 +274,10 @@ async fn winners_export_streams_every_order_once() {
     assert_eq!(s["orders_persisted"], ORDERS as u64, "{s}");
 
     let csv = server
-        .get("/admin/v1/campaigns/big/orders?format=csv", Some(ADMIN_TOKEN))
+        .get(
+            "/admin/v1/campaigns/big/orders?format=csv",
+            Some(ADMIN_TOKEN),
+        )
         .await;
     assert_eq!(csv.status, 200);
     let text = String::from_utf8(csv.body.to_vec()).expect("utf-8");
