@@ -496,3 +496,57 @@ async fn repair_waits_for_records_still_on_their_way() {
     assert_eq!(env.counts(&id).await, (1, 1, 1));
     assert_eq!(g.stats(&id).await["dead_letters_total"], 0);
 }
+
+// ------------------------------------------------------------ hole 3
+
+/// Hole 3, the reconcile side: a script's reply lost after Redis ran it
+/// (here: a unit taken from a bucket whose claim was then undone, as the old
+/// slow path did) leaves stock + holds = total - 1 with the same holds on
+/// both sides. The old reconcile compared only holds and called it clean;
+/// now it checks conservation, reports the stranded unit and a repair puts
+/// it back on sale.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconcile_finds_and_repairs_a_stranded_unit() {
+    let _serial = SERIAL.lock().await;
+    let redis = PrivateRedis::start();
+    let mut env = ProdEnv::new("leak");
+    env.envs.push(("SECKILL_REDIS_URL", redis.url()));
+    env.envs
+        .push(("SECKILL_KAFKA_MESSAGE_TIMEOUT_MS", "4000".into()));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let id = format!("leak-{}", std::process::id());
+    let g = env.gateway(dir.path(), "g");
+    let _writer = env.writer(dir.path(), "w");
+    g.create_campaign(json!({ "id": id, "stock": 5 })).await;
+    let tokens = g.tokens(&users("k-", 20)).await;
+    let (first, _) = grab_all(&[&g], &id, &tokens, 0..2).await;
+    assert_eq!(first.len(), 2);
+    assert!(eventually(30, async || env.counts(&id).await.0 == 2).await);
+    let mut conn = redis::Client::open(redis.url())
+        .expect("url")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("redis");
+    let left: i64 = redis::cmd("DECR")
+        .arg(format!("seckill:{{{id}}}:stock"))
+        .query_async(&mut conn)
+        .await
+        .expect("decr");
+    assert_eq!(left, 2, "3 units were on sale");
+    operator(&g, &id, "pause").await;
+    let reconcile = ["reconcile", "--config", CONFIG, "--campaign", &id];
+    let out = run_seckill(&env, &reconcile);
+    assert_eq!(out.0, 3, "a leak needs a repair: {}", out.1);
+    assert!(out.1.contains("1 units stranded"), "{}", out.1);
+    let mut repair = reconcile.to_vec();
+    repair.push("--repair");
+    let out = run_seckill(&env, &repair);
+    assert_eq!(out.0, 0, "{}", out.1);
+    assert!(out.1.contains("3 units remaining"), "{}", out.1);
+    operator(&g, &id, "resume").await;
+    resumed_sale(&g, &id, &tokens[19], 15).await;
+    let (last, seen) = grab_all(&[&g], &id, &tokens, 2..19).await;
+    assert_eq!(last.len(), 2, "{seen:?}");
+    assert!(eventually(30, async || env.counts(&id).await.0 == 5).await);
+    assert_eq!(env.counts(&id).await, (5, 5, 5));
+}
