@@ -15,7 +15,9 @@ mod status;
 #[cfg(test)]
 mod tests;
 
-use crate::sql::batch::{self, unknown_campaign, wall_clock_ms, Prepared, Stored, Tally};
+use crate::sql::batch::{
+    self, unknown_campaign, wall_clock_ms, Bind, Lookup, Prepared, Stored, Tally,
+};
 use crate::sql::rows::{self, db_err, to_i64, OrderRow};
 use engine::ports::{BatchReport, Checkpoint, LogRecord, StatusChange, StoreError};
 use engine::{CampaignId, OrderId, OrderStatus};
@@ -23,7 +25,7 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 use sqlx::{QueryBuilder, Sqlite, Transaction};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::time::Duration;
 
@@ -122,20 +124,24 @@ crate::sql::store_impl::impl_sql_store!(SqliteStore, campaign_order: "rowid", in
 });
 
 /// The body of `write_batch`; the caller commits on `Ok` and rolls back on
-/// `Err`. The steps and rules are those of [`crate::sql::batch`]; `BEGIN
-/// IMMEDIATE` holds the database's write lock from the first read, so what
-/// the batch reads stays true until commit.
+/// `Err`. The rules are those of [`crate::sql::batch`]; the steps differ
+/// from MySQL's because `BEGIN IMMEDIATE` holds the database's only write
+/// lock from the first statement: no other writer can interleave, so the
+/// batch inserts first (`ON CONFLICT DO NOTHING` absorbs every duplicate,
+/// `RETURNING` names exactly the new rows) and then checks the per-user
+/// limit on what is stored now, new rows included, refusing the batch (a
+/// rollback) if a user passed it. That costs one insert and a probe per
+/// batch instead of a look-up of every key before it.
 async fn write_in_tx(
     tx: &mut Transaction<'static, Sqlite>,
     batch: &Prepared<'_>,
 ) -> Result<BatchReport, StoreError> {
     let mut tallies = load_tallies(tx, &batch.rows).await?;
-    let stored = load_stored(tx, &batch.rows).await?;
-    let fresh = batch::fresh_rows(&batch.rows, &stored);
-    batch::check_active_limits(&fresh, &stored, &tallies)?;
+    let by_id: HashMap<&str, &OrderRow<'_>> = batch.rows.iter().map(|r| (r.order_id, r)).collect();
+    let mut inserted: Vec<OrderRow<'_>> = Vec::new();
     let updated_at_ms = wall_clock_ms();
     let status = OrderStatus::Confirmed.as_str();
-    for chunk in fresh.chunks(INSERT_CHUNK_ROWS) {
+    for chunk in batch.rows.chunks(INSERT_CHUNK_ROWS) {
         let mut qb: QueryBuilder<'_, Sqlite> = QueryBuilder::new(format!(
             "INSERT INTO orders ({}) ",
             rows::INSERT_ORDER_COLUMNS
@@ -151,27 +157,38 @@ async fn write_in_tx(
                 .push_bind(status)
                 .push_bind(updated_at_ms);
         });
-        // A plain INSERT: only new rows are sent, so any conflict means the
-        // look-up was wrong, and it aborts the batch instead of vanishing.
-        let done = qb
+        // DO NOTHING skips rows that hit either unique key, including a
+        // duplicate earlier in the same statement; RETURNING lists only the
+        // rows really inserted.
+        qb.push(" ON CONFLICT DO NOTHING RETURNING order_id");
+        let rows = qb
             .build()
-            .execute(&mut **tx)
+            .fetch_all(&mut **tx)
             .await
             .map_err(|e| db_err("inserting orders", e))?;
-        let sent = u64::try_from(chunk.len()).unwrap_or(u64::MAX);
-        if done.rows_affected() != sent {
-            return Err(StoreError::Invariant(format!(
-                "inserting {sent} new orders stored {}",
-                done.rows_affected()
-            )));
+        for row in &rows {
+            let id = crate::sql::rows::DbRow::text(row, "order_id")?;
+            let r = by_id.get(id.as_str()).ok_or_else(|| {
+                StoreError::Invariant(format!("insert returned unexpected order {id}"))
+            })?;
+            inserted.push(**r);
         }
     }
-    for r in &fresh {
+    let mut stored = Stored::default();
+    for lookup in Stored::past_limit_lookups(&inserted, &tallies) {
+        run_lookup(tx, &lookup, &mut stored).await?;
+    }
+    for lookup in stored.active_lookups(&inserted, &tallies) {
+        run_lookup(tx, &lookup, &mut stored).await?;
+    }
+    batch::check_limits_after_insert(&stored, &tallies)?;
+    for r in &inserted {
         let tally = tallies
             .get_mut(r.campaign_id)
             .ok_or_else(|| unknown_campaign(r))?;
         tally.inserted += 1;
     }
+    let inserted_total = u64::try_from(inserted.len()).unwrap_or(u64::MAX);
     for (campaign, t) in tallies.iter().filter(|(_, t)| t.inserted > 0) {
         let add = to_i64(t.inserted, "inserted orders")?;
         let done = sqlx::query(batch::RAISE_SOLD_SQL)
@@ -199,8 +216,7 @@ async fn write_in_tx(
         .await
         .map_err(|e| db_err("saving the checkpoint", e))?;
     }
-    let inserted = u64::try_from(fresh.len()).unwrap_or(u64::MAX);
-    Ok(batch.report(inserted))
+    Ok(batch.report(inserted_total))
 }
 
 /// Loads every campaign the batch touches and checks each record against it:
@@ -232,44 +248,27 @@ async fn load_tallies<'r>(
     Ok(tallies)
 }
 
-/// What is stored of the batch's order ids, and every stored order of the
-/// batch's users in its campaigns (units and active counts).
-async fn load_stored(
+/// Runs one look-up of [`Stored`] and hands its rows back.
+async fn run_lookup(
     tx: &mut Transaction<'static, Sqlite>,
-    rows: &[OrderRow<'_>],
-) -> Result<Stored, StoreError> {
-    let mut stored = Stored::default();
-    for chunk in Stored::ids_to_look_up(rows).chunks(batch::LOOKUP_CHUNK) {
-        let sql = batch::stored_ids_sql(chunk.len());
-        let mut q = sqlx::query(&sql);
-        for id in chunk {
-            q = q.bind(*id);
-        }
-        let found = q
-            .fetch_all(&mut **tx)
-            .await
-            .map_err(|e| db_err("looking up stored orders", e))?;
-        for row in &found {
-            stored.add_id(row)?;
-        }
+    lookup: &Lookup<'_>,
+    stored: &mut Stored,
+) -> Result<(), StoreError> {
+    let mut q = sqlx::query(&lookup.sql);
+    for b in &lookup.binds {
+        q = match *b {
+            Bind::Text(t) => q.bind(t),
+            Bind::Int(i) => q.bind(i),
+        };
     }
-    for (campaign, users) in Stored::users_to_look_up(rows) {
-        for chunk in users.chunks(batch::LOOKUP_CHUNK) {
-            let sql = batch::stored_units_sql(chunk.len());
-            let mut q = sqlx::query(&sql).bind(campaign);
-            for user in chunk {
-                q = q.bind(*user);
-            }
-            let found = q
-                .fetch_all(&mut **tx)
-                .await
-                .map_err(|e| db_err("looking up stored units", e))?;
-            for row in &found {
-                stored.add_unit(campaign, row)?;
-            }
-        }
+    let found = q
+        .fetch_all(&mut **tx)
+        .await
+        .map_err(|e| db_err("looking up stored orders", e))?;
+    for row in &found {
+        stored.absorb(lookup, row)?;
     }
-    Ok(stored)
+    Ok(())
 }
 
 /// Idempotent per source: a writer retrying after a crash records it once.

@@ -211,5 +211,22 @@ pub async fn an_active_unit_keeps_the_next_one_out(store: Arc<dyn OrderStore>) -
     );
     assert_eq!(store.sold(&c.id).await?, 3);
     assert_eq!(store.sold(&wide.id).await?, 3);
+    // Numbers within the limit prove nothing once a stored unit is numbered
+    // past it: a late or bad record below the limit is still counted.
+    store.write_batch(&[unit(&c, "gina", 5)?], None).await?;
+    assert_refused(
+        store.write_batch(&[unit(&c, "gina", 1)?], None).await,
+        "a low-numbered unit beside an active one numbered past the limit",
+    );
+    let mut wider = store.write_batch(&[unit(&wide, "hugo", 4)?], None).await?;
+    wider.inserted += store
+        .write_batch(&[unit(&wide, "hugo", 1)?], None)
+        .await?
+        .inserted;
+    assert_eq!(wider.inserted, 2, "two active units fit a limit of 2");
+    assert_refused(
+        store.write_batch(&[unit(&wide, "hugo", 2)?], None).await,
+        "a third, low-numbered, beside one past the limit",
+    );
     Ok(())
 }

@@ -9,7 +9,9 @@
 //!    campaign exists and that no record has unit number 0.
 //! 2. Look up which records are already stored, by order id and by
 //!    `(campaign, user, n)`, the two unique keys, and how many active orders
-//!    (queued, confirmed, paid) each user of the batch holds per campaign.
+//!    (queued, confirmed, paid) each user of the batch holds per campaign
+//!    (read only for users with a unit numbered past the limit; for the
+//!    others the distinct numbers settle it, see `sql::batch::Stored`).
 //!    While the campaign rows are locked no other batch can add orders to
 //!    those campaigns, so these answers stay true until commit; at
 //!    `READ COMMITTED` they see every batch that committed before the lock
@@ -33,8 +35,8 @@
 //! one writer owns a campaign's records at a time anyway.
 
 use crate::sql::batch::{
-    check_active_limits, fresh_rows, stored_ids_sql, stored_units_sql, unknown_campaign,
-    wall_clock_ms, Prepared, Stored, Tally, LOOKUP_CHUNK, RAISE_SOLD_SQL, TALLY_COLUMNS,
+    check_active_limits, fresh_rows, unknown_campaign, wall_clock_ms, Bind, Lookup, Prepared,
+    Stored, Tally, RAISE_SOLD_SQL, TALLY_COLUMNS,
 };
 use crate::sql::rows::{db_err, to_i64, OrderRow, INSERT_ORDER_COLUMNS};
 use engine::ports::{BatchReport, StoreError};
@@ -53,7 +55,7 @@ pub(super) async fn write_in_tx(
     batch: &Prepared<'_>,
 ) -> Result<BatchReport, StoreError> {
     let mut tallies = lock_campaigns(tx, &batch.rows).await?;
-    let stored = load_stored(tx, &batch.rows).await?;
+    let stored = load_stored(tx, &batch.rows, &tallies).await?;
     let fresh = fresh_rows(&batch.rows, &stored);
     check_active_limits(&fresh, &stored, &tallies)?;
     insert(tx, &fresh).await?;
@@ -128,43 +130,42 @@ async fn lock_campaigns<'r>(
 }
 
 /// Step 2: what is stored of the batch's order ids, and every stored order
-/// of the batch's users in its campaigns (units and active counts).
+/// of the batch's users in its campaigns (units, and active counts where the numbers do not settle the limit).
 async fn load_stored(
     tx: &mut Transaction<'static, MySql>,
     rows: &[OrderRow<'_>],
+    tallies: &BTreeMap<&str, Tally>,
 ) -> Result<Stored, StoreError> {
     let mut stored = Stored::default();
-    for chunk in Stored::ids_to_look_up(rows).chunks(LOOKUP_CHUNK) {
-        let sql = stored_ids_sql(chunk.len());
-        let mut q = sqlx::query(&sql);
-        for id in chunk {
-            q = q.bind(*id);
-        }
-        let found = q
-            .fetch_all(&mut **tx)
-            .await
-            .map_err(|e| db_err("looking up stored orders", e))?;
-        for row in &found {
-            stored.add_id(row)?;
-        }
+    for lookup in Stored::lookups(rows, tallies) {
+        run_lookup(tx, &lookup, &mut stored).await?;
     }
-    for (campaign, users) in Stored::users_to_look_up(rows) {
-        for chunk in users.chunks(LOOKUP_CHUNK) {
-            let sql = stored_units_sql(chunk.len());
-            let mut q = sqlx::query(&sql).bind(campaign);
-            for user in chunk {
-                q = q.bind(*user);
-            }
-            let found = q
-                .fetch_all(&mut **tx)
-                .await
-                .map_err(|e| db_err("looking up stored units", e))?;
-            for row in &found {
-                stored.add_unit(campaign, row)?;
-            }
-        }
+    for lookup in stored.active_lookups(rows, tallies) {
+        run_lookup(tx, &lookup, &mut stored).await?;
     }
     Ok(stored)
+}
+
+async fn run_lookup(
+    tx: &mut Transaction<'static, MySql>,
+    lookup: &Lookup<'_>,
+    stored: &mut Stored,
+) -> Result<(), StoreError> {
+    let mut q = sqlx::query(&lookup.sql);
+    for b in &lookup.binds {
+        q = match *b {
+            Bind::Text(t) => q.bind(t),
+            Bind::Int(i) => q.bind(i),
+        };
+    }
+    let found = q
+        .fetch_all(&mut **tx)
+        .await
+        .map_err(|e| db_err("looking up stored orders", e))?;
+    for row in &found {
+        stored.absorb(lookup, row)?;
+    }
+    Ok(())
 }
 
 /// Step 4: inserts the new rows; every one must land.

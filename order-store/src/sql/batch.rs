@@ -7,8 +7,9 @@
 //! 1. Each campaign must exist ([`Tally::from_row`]) and each record's `n`
 //!    must be at least 1 ([`Tally::admit`]).
 //! 2. The stored facts the batch touches are loaded ([`Stored`]): which of
-//!    its order ids and units `(campaign, user, n)` are already stored, and
-//!    how many active orders each of its users holds in each campaign.
+//!    its order ids and units `(campaign, user, n)` are already stored, and,
+//!    for the users whose unit numbers alone do not prove the limit holds,
+//!    how many active orders they hold.
 //! 3. [`fresh_rows`] drops duplicates (of stored rows, by either unique key,
 //!    and repeats inside the batch); they are absorbed, never counted twice.
 //! 4. [`check_active_limits`] applies the unit rule shared by ledger, store,
@@ -27,10 +28,10 @@
 //! an expiry therefore raises `sold` again, and once `sold` has reached the
 //! stock the guard refuses it even though the ledger had a unit to give.
 
-use super::rows::{get_u32, get_u64, status_from_row, to_i64, DbRow, OrderRow};
+use super::rows::{get_u32, get_u64, to_i64, DbRow, OrderRow};
 use engine::ports::{BatchReport, Checkpoint, LogRecord, StoreError};
 use sqlx::{Database, Transaction};
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Milliseconds since the Unix epoch, for `updated_at_ms`. The adapters may
@@ -134,62 +135,279 @@ pub(crate) fn unknown_campaign(r: &OrderRow<'_>) -> StoreError {
     ))
 }
 
-/// Order ids and users per `IN` list of the look-ups of [`Stored`]: far
-/// below both databases' placeholder limits, few round trips per batch.
+/// Order ids, units and users per look-up of [`Stored`]: far below both
+/// databases' placeholder limits, few round trips per batch.
 pub(crate) const LOOKUP_CHUNK: usize = 500;
 
 /// A unit as the unique key names it: `(campaign, user, n)`.
 type Unit = (String, String, u32);
 
+/// A value bound to a look-up.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Bind<'a> {
+    Text(&'a str),
+    Int(i64),
+}
+
+/// What a look-up's rows say.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Finds {
+    /// `order_id` of stored orders.
+    Ids,
+    /// `user_id, n` of stored units.
+    Units,
+    /// `user_id` of users with a stored unit numbered past the limit.
+    PastLimit,
+    /// `user_id, count`: a user's stored active orders.
+    ActiveCounts,
+}
+
+/// One `SELECT` the backend runs inside the batch's transaction, binding
+/// `binds` in order, and hands every row back to [`Stored::absorb`].
+#[derive(Debug)]
+pub(crate) struct Lookup<'a> {
+    finds: Finds,
+    campaign: &'a str,
+    pub sql: String,
+    pub binds: Vec<Bind<'a>>,
+}
+
 /// What is already stored about a batch's records, read inside the batch's
 /// transaction while its campaigns are locked, so it stays true until commit.
+///
+/// The look-ups read only what the checks need, through the unique key
+/// `(campaign_id, user_id, n)`: which of the batch's ids and units exist,
+/// and which of its users have a unit numbered past the campaign's limit.
+/// A user whose units, stored and new, are all numbered within the limit
+/// cannot pass it (the numbers are distinct), whatever their statuses; only
+/// for the other users (someone buying again after a release) are statuses,
+/// which are not in that key, read. So a batch costs a few index probes
+/// rather than a read of every order its users ever made.
 #[derive(Debug, Default)]
 pub(crate) struct Stored {
     /// The batch's order ids that are stored (under any campaign or user).
     ids: HashSet<String>,
-    /// Every stored unit of the batch's users in the batch's campaigns.
+    /// The batch's units that are stored.
     units: HashSet<Unit>,
-    /// Stored active orders (status not releasing stock) per (campaign, user).
+    /// Users with a stored unit numbered past their campaign's limit.
+    past_limit: HashSet<(String, String)>,
+    /// Stored active orders per (campaign, user), read for the users whose
+    /// numbers alone do not prove the limit holds.
     active: HashMap<(String, String), u64>,
 }
 
+fn chunked_in(prefix: &str, count: usize, suffix: &str) -> String {
+    format!(
+        "{prefix} IN ({}){suffix}",
+        vec!["?"; count.max(1)].join(", ")
+    )
+}
+
+/// The statuses that release stock, as a SQL list of literals (they are
+/// the engine's own constants, never input).
+fn releasing_statuses_sql() -> String {
+    use engine::OrderStatus::*;
+    [Queued, Confirmed, Paid, Cancelled, Expired]
+        .iter()
+        .filter(|s| s.releases_stock())
+        .map(|s| format!("'{}'", s.as_str()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The distinct users of `rows` per campaign, with how many records each has
+/// in the batch.
+fn batch_users<'r>(rows: &[OrderRow<'r>]) -> BTreeMap<&'r str, BTreeMap<&'r str, u64>> {
+    let mut users: BTreeMap<&str, BTreeMap<&str, u64>> = BTreeMap::new();
+    for r in rows {
+        *users
+            .entry(r.campaign_id)
+            .or_default()
+            .entry(r.user_id)
+            .or_default() += 1;
+    }
+    users
+}
+
 impl Stored {
-    /// The distinct order ids of `rows`, for [`stored_ids_sql`] in chunks.
-    pub(crate) fn ids_to_look_up<'r>(rows: &[OrderRow<'r>]) -> Vec<&'r str> {
-        let ids: HashSet<&str> = rows.iter().map(|r| r.order_id).collect();
-        ids.into_iter().collect()
+    /// The first look-ups of a batch: stored ids, stored units, and users
+    /// with a stored unit past the limit.
+    pub(crate) fn lookups<'r>(
+        rows: &[OrderRow<'r>],
+        tallies: &BTreeMap<&str, Tally>,
+    ) -> Vec<Lookup<'r>> {
+        let mut out = Self::key_lookups(rows);
+        out.extend(Self::past_limit_lookups(rows, tallies));
+        out
     }
 
-    /// The distinct users of `rows` per campaign, for [`stored_units_sql`]
-    /// in chunks.
-    pub(crate) fn users_to_look_up<'r>(rows: &[OrderRow<'r>]) -> BTreeMap<&'r str, Vec<&'r str>> {
-        let mut users: BTreeMap<&str, HashSet<&str>> = BTreeMap::new();
-        for r in rows {
-            users.entry(r.campaign_id).or_default().insert(r.user_id);
+    /// Which of the batch's order ids and units are stored.
+    fn key_lookups<'r>(rows: &[OrderRow<'r>]) -> Vec<Lookup<'r>> {
+        let mut out = Vec::new();
+        let ids: BTreeSet<&str> = rows.iter().map(|r| r.order_id).collect();
+        let ids: Vec<&str> = ids.into_iter().collect();
+        for chunk in ids.chunks(LOOKUP_CHUNK) {
+            out.push(Lookup {
+                finds: Finds::Ids,
+                campaign: "",
+                sql: chunked_in(
+                    "SELECT order_id FROM orders WHERE order_id",
+                    chunk.len(),
+                    "",
+                ),
+                binds: chunk.iter().map(|id| Bind::Text(id)).collect(),
+            });
         }
+        let mut units: BTreeMap<&str, BTreeSet<(&str, u32)>> = BTreeMap::new();
+        for r in rows {
+            units
+                .entry(r.campaign_id)
+                .or_default()
+                .insert((r.user_id, r.n));
+        }
+        for (campaign, units) in &units {
+            let units: Vec<&(&str, u32)> = units.iter().collect();
+            for chunk in units.chunks(LOOKUP_CHUNK) {
+                // Each term names the whole unique key, so both planners
+                // answer it with one index probe per unit (a shared
+                // `campaign_id = ?` outside the OR lets SQLite scan the
+                // campaign instead).
+                let terms =
+                    vec!["(campaign_id = ? AND user_id = ? AND n = ?)"; chunk.len()].join(" OR ");
+                let mut binds = Vec::with_capacity(chunk.len() * 3);
+                for (user, n) in chunk {
+                    binds.push(Bind::Text(campaign));
+                    binds.push(Bind::Text(user));
+                    binds.push(Bind::Int(i64::from(*n)));
+                }
+                out.push(Lookup {
+                    finds: Finds::Units,
+                    campaign,
+                    sql: format!("SELECT user_id, n FROM orders WHERE {terms}"),
+                    binds,
+                });
+            }
+        }
+        out
+    }
+
+    /// Which of the users of `rows` have a stored unit numbered past their
+    /// campaign's limit.
+    pub(crate) fn past_limit_lookups<'r>(
+        rows: &[OrderRow<'r>],
+        tallies: &BTreeMap<&str, Tally>,
+    ) -> Vec<Lookup<'r>> {
+        let mut out = Vec::new();
+        for (campaign, users) in batch_users(rows) {
+            let users: Vec<&str> = users.into_keys().collect();
+            let limit = tallies
+                .get(campaign)
+                .map_or(0, |t| i64::from(t.per_user_limit));
+            for chunk in users.chunks(LOOKUP_CHUNK) {
+                let mut binds = vec![Bind::Text(campaign), Bind::Int(limit)];
+                binds.extend(chunk.iter().map(|u| Bind::Text(u)));
+                out.push(Lookup {
+                    finds: Finds::PastLimit,
+                    campaign,
+                    sql: chunked_in(
+                        "SELECT DISTINCT user_id FROM orders WHERE campaign_id = ? AND n > ? \
+                         AND user_id",
+                        chunk.len(),
+                        "",
+                    ),
+                    binds,
+                });
+            }
+        }
+        out
+    }
+
+    /// The look-ups of active orders, for the users whose numbers do not
+    /// prove the limit holds: a record of the batch or a stored unit is
+    /// numbered past the limit.
+    pub(crate) fn active_lookups<'r>(
+        &mut self,
+        rows: &[OrderRow<'r>],
+        tallies: &BTreeMap<&str, Tally>,
+    ) -> Vec<Lookup<'r>> {
+        let mut out = Vec::new();
+        let mut past: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
+        for r in rows {
+            let limit = tallies.get(r.campaign_id).map_or(0, |t| t.per_user_limit);
+            let stored_past = self
+                .past_limit
+                .contains(&(r.campaign_id.to_owned(), r.user_id.to_owned()));
+            if r.n > limit || stored_past {
+                past.entry(r.campaign_id).or_default().insert(r.user_id);
+            }
+        }
+        for (campaign, users) in past {
+            let near: Vec<&str> = users.into_iter().collect();
+            // Users asked about start at 0: a user with no active order
+            // has no row in the answer.
+            for user in &near {
+                self.active
+                    .insert((campaign.to_owned(), (*user).to_owned()), 0);
+            }
+            let active = format!(" AND status NOT IN ({})", releasing_statuses_sql());
+            out.extend(Self::count_lookups(
+                Finds::ActiveCounts,
+                campaign,
+                &near,
+                &active,
+            ));
+        }
+        out
+    }
+
+    fn count_lookups<'r>(
+        finds: Finds,
+        campaign: &'r str,
+        users: &[&'r str],
+        filter: &str,
+    ) -> Vec<Lookup<'r>> {
         users
-            .into_iter()
-            .map(|(c, u)| (c, u.into_iter().collect()))
+            .chunks(LOOKUP_CHUNK)
+            .map(|chunk| {
+                let mut binds = vec![Bind::Text(campaign)];
+                binds.extend(chunk.iter().map(|u| Bind::Text(u)));
+                Lookup {
+                    finds,
+                    campaign,
+                    sql: chunked_in(
+                        "SELECT user_id, COUNT(*) AS count FROM orders WHERE campaign_id = ? AND user_id",
+                        chunk.len(),
+                        &format!("{filter} GROUP BY user_id"),
+                    ),
+                    binds,
+                }
+            })
             .collect()
     }
 
-    /// Notes one row of [`stored_ids_sql`].
-    pub(crate) fn add_id(&mut self, row: &impl DbRow) -> Result<(), StoreError> {
-        self.ids.insert(row.text("order_id")?);
-        Ok(())
-    }
-
-    /// Notes one row of [`stored_units_sql`] for `campaign`.
-    pub(crate) fn add_unit(&mut self, campaign: &str, row: &impl DbRow) -> Result<(), StoreError> {
-        let user = row.text("user_id")?;
-        let n = get_u32(row, "n")?;
-        if !status_from_row(row)?.releases_stock() {
-            *self
-                .active
-                .entry((campaign.to_owned(), user.clone()))
-                .or_default() += 1;
+    /// Notes one row of `lookup`.
+    pub(crate) fn absorb(
+        &mut self,
+        lookup: &Lookup<'_>,
+        row: &impl DbRow,
+    ) -> Result<(), StoreError> {
+        let campaign = lookup.campaign.to_owned();
+        match lookup.finds {
+            Finds::Ids => {
+                self.ids.insert(row.text("order_id")?);
+            }
+            Finds::Units => {
+                self.units
+                    .insert((campaign, row.text("user_id")?, get_u32(row, "n")?));
+            }
+            Finds::PastLimit => {
+                self.past_limit.insert((campaign, row.text("user_id")?));
+            }
+            Finds::ActiveCounts => {
+                self.active
+                    .insert((campaign, row.text("user_id")?), get_u64(row, "count")?);
+            }
         }
-        self.units.insert((campaign.to_owned(), user, n));
         Ok(())
     }
 
@@ -200,33 +418,13 @@ impl Stored {
                 .contains(&(r.campaign_id.to_owned(), r.user_id.to_owned(), r.n))
     }
 
-    fn active(&self, campaign: &str, user: &str) -> u64 {
+    /// The user's stored active orders, when they had to be read (see
+    /// [`Stored`]); `None` when the numbers alone prove the limit holds.
+    fn active(&self, campaign: &str, user: &str) -> Option<u64> {
         self.active
             .get(&(campaign.to_owned(), user.to_owned()))
             .copied()
-            .unwrap_or(0)
     }
-}
-
-/// `SELECT` of which of `count` order ids (bound in order) are stored.
-pub(crate) fn stored_ids_sql(count: usize) -> String {
-    format!(
-        "SELECT order_id FROM orders WHERE order_id IN ({})",
-        placeholders(count)
-    )
-}
-
-/// `SELECT` of every stored order of `count` users (bound after the
-/// campaign) in one campaign, served by the unique key's leading columns.
-pub(crate) fn stored_units_sql(count: usize) -> String {
-    format!(
-        "SELECT user_id, n, status FROM orders WHERE campaign_id = ? AND user_id IN ({})",
-        placeholders(count)
-    )
-}
-
-fn placeholders(count: usize) -> String {
-    vec!["?"; count.max(1)].join(", ")
 }
 
 /// The records that are neither stored yet (by either unique key) nor
@@ -269,7 +467,11 @@ pub(crate) fn check_active_limits(
         let tally = tallies
             .get(campaign)
             .ok_or_else(|| unknown_campaign(last))?;
-        let held = stored.active(campaign, user);
+        // Not read: every unit of the user, stored or new, is numbered
+        // within the limit, and the numbers are distinct, so the stored
+        // active ones fit beside the new ones; `new <= limit` still holds
+        // below.
+        let held = stored.active(campaign, user).unwrap_or(0);
         let limit = u64::from(tally.per_user_limit);
         let total = held.saturating_add(new);
         if total > limit {
@@ -277,6 +479,27 @@ pub(crate) fn check_active_limits(
                 "order {} (unit {}) would give user {user} {} active orders in campaign \
                  {campaign} ({held} stored, {new} in this batch), whose per-user limit is {limit}",
                 last.order_id, last.n, total
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// For a backend that inserted first (SQLite, under its single write lock):
+/// `stored` was read after the insert, so its active counts include the new
+/// rows; any user past the limit refuses the batch (the caller rolls back).
+pub(crate) fn check_limits_after_insert(
+    stored: &Stored,
+    tallies: &BTreeMap<&str, Tally>,
+) -> Result<(), StoreError> {
+    for ((campaign, user), active) in &stored.active {
+        let limit = tallies
+            .get(campaign.as_str())
+            .map_or(0, |t| u64::from(t.per_user_limit));
+        if *active > limit {
+            return Err(StoreError::Invariant(format!(
+                "the batch would give user {user} {active} active orders in campaign \
+                 {campaign}, whose per-user limit is {limit}"
             )));
         }
     }

@@ -177,7 +177,7 @@ pub(crate) fn status_count_from_row(row: &impl DbRow) -> Result<(OrderStatus, u6
 
 /// An order record converted for storage, checked before any transaction
 /// starts so a value that cannot be stored never leaves a half-written batch.
-#[derive(Debug)]
+#[derive(Debug, Clone, Copy)]
 pub(crate) struct OrderRow<'a> {
     pub order_id: &'a str,
     pub campaign_id: &'a str,
