@@ -550,3 +550,99 @@ async fn reconcile_finds_and_repairs_a_stranded_unit() {
     assert!(eventually(30, async || env.counts(&id).await.0 == 5).await);
     assert_eq!(env.counts(&id).await, (5, 5, 5));
 }
+
+// ------------------------------------------------------------ hole 7
+
+/// Hole 7: Redis comes back with older data (a snapshot restored, a lagging
+/// replica promoted): the campaign's keys reappear with more stock than is
+/// true. The gateway notices that the data went back in time and stops
+/// selling the campaign (503) instead of selling past the durable orders;
+/// a repair (new generation) rebuilds it from MySQL and the sale ends exact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn older_redis_data_blocks_the_campaign_until_repaired() {
+    let _serial = SERIAL.lock().await;
+    let redis = PrivateRedis::start();
+    let mut env = ProdEnv::new("rollback");
+    env.envs.push(("SECKILL_REDIS_URL", redis.url()));
+    env.envs
+        .push(("SECKILL_KAFKA_MESSAGE_TIMEOUT_MS", "4000".into()));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let id = format!("rollback-{}", std::process::id());
+    let g = env.gateway(dir.path(), "g");
+    let _writer = env.writer(dir.path(), "w");
+    g.create_campaign(json!({ "id": id, "stock": 10 })).await;
+    let tokens = g.tokens(&users("b-", 40)).await;
+    let (first, _) = grab_all(&[&g], &id, &tokens, 0..3).await;
+    assert_eq!(first.len(), 3);
+
+    // A snapshot of the campaign's data, taken mid-sale.
+    let mut conn = redis::Client::open(redis.url())
+        .expect("url")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("redis");
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("seckill:{{{id}}}:*"))
+        .query_async(&mut conn)
+        .await
+        .expect("keys");
+    let mut snapshot = Vec::new();
+    for k in keys
+        .iter()
+        .filter(|k| !k.contains(":r:") && !k.ends_with(":layout"))
+    {
+        let dump: Vec<u8> = redis::cmd("DUMP")
+            .arg(k)
+            .query_async(&mut conn)
+            .await
+            .expect("dump");
+        snapshot.push((k.clone(), dump));
+    }
+    assert!(snapshot.len() >= 3, "{keys:?}");
+    let (more, _) = grab_all(&[&g], &id, &tokens, 3..6).await;
+    assert_eq!(more.len(), 3);
+    // The old copy comes back: 7 units "left" where 4 are.
+    for (k, dump) in &snapshot {
+        let _: () = redis::cmd("RESTORE")
+            .arg(k)
+            .arg(0)
+            .arg(dump.as_slice())
+            .arg("REPLACE")
+            .query_async(&mut conn)
+            .await
+            .expect("restore");
+    }
+    let (during, seen) = grab_all(&[&g], &id, &tokens, 6..16).await;
+    assert!(
+        during.is_empty(),
+        "sold {} units on data from the past",
+        during.len()
+    );
+    assert_eq!(
+        seen.get(&(503, "unavailable".to_string())),
+        Some(&10),
+        "{seen:?}"
+    );
+
+    assert!(eventually(30, async || env.counts(&id).await.0 == 6).await);
+    operator(&g, &id, "pause").await;
+    let out = run_seckill(
+        &env,
+        &[
+            "reconcile",
+            "--config",
+            CONFIG,
+            "--campaign",
+            &id,
+            "--repair",
+        ],
+    );
+    assert_eq!(out.0, 0, "{}", out.1);
+    assert!(out.1.contains("4 units remaining"), "{}", out.1);
+    operator(&g, &id, "resume").await;
+    resumed_sale(&g, &id, &tokens[39], 15).await;
+    let (last, seen) = grab_all(&[&g], &id, &tokens, 16..39).await;
+    assert_eq!(last.len(), 3, "{seen:?}");
+    assert!(eventually(30, async || env.counts(&id).await.0 == 10).await);
+    assert_eq!(env.counts(&id).await, (10, 10, 10));
+}
