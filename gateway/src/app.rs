@@ -44,10 +44,16 @@ pub fn mono_ms() -> u64 {
 /// Shared state of the gateway.
 #[derive(Debug)]
 pub struct App {
+    /// The one clock handlers read (see `clock`).
+    pub clock: Arc<dyn crate::clock::Clock>,
+    /// Grab refusals per funnel stage and code.
+    pub funnel: crate::funnel::FunnelCounters,
     pub auth: Auth,
     pub registry: Registry,
     pub orders: OrderIndex,
+    /// The ledger, metered (`ledger_calls` counts what reaches its backend).
     pub ledger: Arc<dyn StockLedger>,
+    pub ledger_calls: Arc<crate::metered::LedgerCalls>,
     pub log: Arc<dyn OrderLog>,
     pub store: Arc<dyn OrderStore>,
     /// Caps grabs in flight (see `Limits::grabs_inflight_max`).
@@ -109,13 +115,19 @@ impl Embedded {
             .context("opening the order log")?;
         let file_log = Arc::new(file_log);
         let (jwt_secret, admin_token) = secrets(cfg)?;
+        let (ledger, ledger_calls) = crate::metered::MeteredLedger::new(Arc::new(MemLedger::new(
+            MemLedgerConfig::default(),
+        )));
         let auth =
             Auth::new(jwt_secret.as_bytes(), admin_token.clone()).map_err(anyhow::Error::msg)?;
         let app = Arc::new(App {
+            clock: Arc::new(crate::clock::SystemClock),
+            funnel: Default::default(),
             auth,
             registry: Registry::default(),
             orders: OrderIndex::default(),
-            ledger: Arc::new(MemLedger::new(MemLedgerConfig::default())),
+            ledger: Arc::new(ledger),
+            ledger_calls,
             log: Arc::clone(&file_log) as Arc<dyn OrderLog>,
             store: Arc::clone(&store),
             grab_permits: Arc::new(Semaphore::new(cfg.limits.grabs_inflight_max)),

@@ -17,7 +17,12 @@ const LEEWAY_S: u64 = 5;
 struct Claims {
     sub: String,
     exp: u64,
-    iat: u64,
+    /// Issued at (seconds); when absent the lifetime counts from now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    iat: Option<u64>,
+    /// Not before (seconds); optional.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    nbf: Option<u64>,
 }
 
 /// Verifies and issues buyer tokens, and checks the admin credential.
@@ -48,7 +53,9 @@ impl Auth {
         // `none`) is refused before its signature is even looked at.
         let mut validation = Validation::new(Algorithm::HS256);
         validation.algorithms = vec![Algorithm::HS256];
-        validation.leeway = LEEWAY_S;
+        // Time is checked against the app's clock below, not the library's.
+        validation.validate_exp = false;
+        validation.validate_nbf = false;
         validation.set_required_spec_claims(&["exp", "sub"]);
         Ok(Self {
             decoding: DecodingKey::from_secret(jwt_secret),
@@ -58,8 +65,11 @@ impl Auth {
         })
     }
 
-    /// The buyer named by an `Authorization: Bearer <jwt>` header value.
-    pub fn buyer(&self, authorization: Option<&[u8]>) -> Result<UserId, ApiError> {
+    /// The buyer named by an `Authorization: Bearer <jwt>` header value,
+    /// at `now_ms` by the app's clock: `exp` and `nbf` are checked against
+    /// it (with a few seconds of leeway), and a token whose lifetime
+    /// (`exp - iat`) is longer than `TOKEN_TTL_S_MAX` is refused.
+    pub fn buyer(&self, authorization: Option<&[u8]>, now_ms: u64) -> Result<UserId, ApiError> {
         let token = bearer(authorization)?;
         let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
             .map_err(|e| {
@@ -72,7 +82,21 @@ impl Auth {
                 };
                 ApiError::unauthorized(why)
             })?;
-        UserId::parse(&data.claims.sub)
+        let c = &data.claims;
+        let now = now_ms / 1000;
+        if now > c.exp.saturating_add(LEEWAY_S) {
+            return Err(ApiError::unauthorized("the token has expired"));
+        }
+        if c.nbf.is_some_and(|nbf| now.saturating_add(LEEWAY_S) < nbf) {
+            return Err(ApiError::unauthorized("the token is not valid yet"));
+        }
+        let lifetime = c.exp.saturating_sub(c.iat.unwrap_or(now));
+        if lifetime > TOKEN_TTL_S_MAX || c.exp.saturating_sub(now) > TOKEN_TTL_S_MAX {
+            return Err(ApiError::unauthorized(
+                "the token's lifetime is longer than this gateway accepts",
+            ));
+        }
+        UserId::parse(&c.sub)
             .map_err(|e| ApiError::unauthorized(format!("the token subject is invalid: {e}")))
     }
 
@@ -92,7 +116,8 @@ impl Auth {
         let claims = Claims {
             sub: user.as_str().to_string(),
             exp: iat + ttl_s,
-            iat,
+            iat: Some(iat),
+            nbf: None,
         };
         jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding).map_err(|e| {
             tracing::error!(error = %e, "signing a buyer token failed");
@@ -139,7 +164,7 @@ mod tests {
         let u = UserId::parse("alice").unwrap();
         let t = a.issue(&u, now_ms(), 60).unwrap();
         let header = format!("Bearer {t}");
-        assert_eq!(a.buyer(Some(header.as_bytes())).unwrap(), u);
+        assert_eq!(a.buyer(Some(header.as_bytes()), now_ms()).unwrap(), u);
     }
 
     #[test]
@@ -159,11 +184,46 @@ mod tests {
         let expired = a.issue(&u, now_ms() - 3_600_000, 60).unwrap();
         for bad in [none, other.as_str(), expired.as_str(), "x.y.z", ""] {
             let h = format!("Bearer {bad}");
-            let e = a.buyer(Some(h.as_bytes())).unwrap_err();
+            let e = a.buyer(Some(h.as_bytes()), now_ms()).unwrap_err();
             assert_eq!(e.code, "unauthorized", "{bad}");
         }
-        assert!(a.buyer(None).is_err());
-        assert!(a.buyer(Some(b"Basic abc")).is_err());
+        assert!(a.buyer(None, now_ms()).is_err());
+        assert!(a.buyer(Some(b"Basic abc"), now_ms()).is_err());
+    }
+
+    /// Expiry, not-before and lifetime are judged by the clock passed in.
+    #[test]
+    fn time_claims_follow_the_given_clock() {
+        let a = auth();
+        let u = UserId::parse("alice").unwrap();
+        let t0 = 1_700_000_000_000;
+        let h = format!("Bearer {}", a.issue(&u, t0, 60).unwrap());
+        assert!(a.buyer(Some(h.as_bytes()), t0).is_ok());
+        assert!(a
+            .buyer(Some(h.as_bytes()), t0 + (60 + LEEWAY_S) * 1000)
+            .is_ok());
+        let late = a.buyer(Some(h.as_bytes()), t0 + (61 + LEEWAY_S) * 1000);
+        assert_eq!(late.unwrap_err().message, "the token has expired");
+        let sign = |claims: serde_json::Value| {
+            let t = jsonwebtoken::encode(
+                &Header::new(Algorithm::HS256),
+                &claims,
+                &EncodingKey::from_secret(SECRET),
+            )
+            .unwrap();
+            format!("Bearer {t}")
+        };
+        let now = t0 / 1000;
+        let early = sign(serde_json::json!({"sub": "alice", "exp": now + 600, "nbf": now + 60}));
+        assert!(a.buyer(Some(early.as_bytes()), t0).is_err());
+        assert!(a.buyer(Some(early.as_bytes()), t0 + 60_000).is_ok());
+        let long =
+            sign(serde_json::json!({"sub": "alice", "exp": now + TOKEN_TTL_S_MAX + 1, "iat": now}));
+        assert!(a.buyer(Some(long.as_bytes()), t0).is_err());
+        let no_iat = sign(serde_json::json!({"sub": "alice", "exp": now + TOKEN_TTL_S_MAX + 100}));
+        assert!(a.buyer(Some(no_iat.as_bytes()), t0).is_err());
+        let fine = sign(serde_json::json!({"sub": "alice", "exp": now + 600}));
+        assert!(a.buyer(Some(fine.as_bytes()), t0).is_ok());
     }
 
     #[test]

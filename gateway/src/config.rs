@@ -27,6 +27,10 @@ pub struct Limits {
     pub grabs_inflight_max: usize,
     /// Time in-flight requests (and the writer's final drain) get after a shutdown signal.
     pub shutdown_grace_ms: u64,
+    /// Reverse proxies (load balancers) whose `X-Forwarded-For` is believed;
+    /// from any other peer the header is ignored, so a client cannot choose
+    /// the address it is counted under.
+    pub trusted_proxies: Vec<std::net::IpAddr>,
 }
 
 impl Default for Limits {
@@ -37,6 +41,7 @@ impl Default for Limits {
             connections_max: 20_000,
             grabs_inflight_max: 20_000,
             shutdown_grace_ms: 10_000,
+            trusted_proxies: Vec::new(),
         }
     }
 }

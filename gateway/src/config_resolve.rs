@@ -141,6 +141,9 @@ fn check_limits(l: &Limits) -> Result<(), ConfigError> {
     if l.grabs_inflight_max == 0 {
         return Err(invalid("limits.grabs_inflight_max", "must be at least 1"));
     }
+    if l.trusted_proxies.len() > 256 {
+        return Err(invalid("limits.trusted_proxies", "at most 256 addresses"));
+    }
     if l.header_read_timeout_ms == 0 {
         return Err(invalid(
             "limits.header_read_timeout_ms",

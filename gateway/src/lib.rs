@@ -5,10 +5,13 @@
 
 pub mod app;
 pub mod auth;
+pub mod clock;
 pub mod config;
 mod config_resolve;
 pub mod error;
+pub mod funnel;
 pub mod handlers;
+pub mod metered;
 pub mod orders;
 pub mod pages;
 pub mod production;

@@ -113,6 +113,7 @@ impl ProductionGateway {
         let auth = Auth::new(jwt.as_bytes(), admin_token.clone()).map_err(anyhow::Error::msg)?;
         let store = connect_store(p).await?;
         let (ledger, refresher) = connect_ledger(p, p.redis_buckets).await?;
+        let (ledger, ledger_calls) = crate::metered::MeteredLedger::new(ledger);
 
         // The log reports late outcomes to the app, which exists only after
         // the log: a cell closes the loop without a reference cycle.
@@ -123,10 +124,13 @@ impl ProductionGateway {
                 .context("connecting to kafka")?,
         );
         let app = Arc::new(App {
+            clock: Arc::new(crate::clock::SystemClock),
+            funnel: Default::default(),
             auth,
             registry: Registry::default(),
             orders: OrderIndex::default(),
-            ledger,
+            ledger: Arc::new(ledger),
+            ledger_calls,
             log: Arc::clone(&kafka) as Arc<dyn OrderLog>,
             store: Arc::clone(&store),
             grab_permits: Arc::new(Semaphore::new(cfg.limits.grabs_inflight_max)),

@@ -174,7 +174,7 @@ async fn route(app: &Arc<App>, req: Request<Incoming>) -> Result<Resp, ApiError>
             ),
             "public, max-age=86400",
         )),
-        Endpoint::Time => Ok(buyer::time()),
+        Endpoint::Time => Ok(buyer::time(app)),
         Endpoint::Campaign => buyer::campaign(app, param).await,
         Endpoint::Grab => buyer::grab(app, param, req).await,
         Endpoint::Order => buyer::order(app, param, req.headers()).await,

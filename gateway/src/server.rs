@@ -17,6 +17,10 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
+/// The address a connection was accepted from (a request extension).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Peer(pub std::net::IpAddr);
+
 /// Largest request head (request line plus headers) buffered, in bytes.
 const HEAD_BYTES_MAX: usize = 16 * 1024;
 /// Pause after a failed accept (e.g. out of file descriptors) before retrying.
@@ -42,7 +46,7 @@ pub async fn run(listener: TcpListener, app: Arc<App>, shutdown: impl Future<Out
             },
             () = &mut shutdown => break,
         };
-        let (stream, _peer) = tokio::select! {
+        let (stream, peer) = tokio::select! {
             r = listener.accept() => match r {
                 Ok(x) => x,
                 Err(e) => {
@@ -55,7 +59,11 @@ pub async fn run(listener: TcpListener, app: Arc<App>, shutdown: impl Future<Out
         };
         let _ = stream.set_nodelay(true);
         let app = Arc::clone(&app);
-        let svc = service_fn(move |req| routes::handle(Arc::clone(&app), req));
+        let svc = service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+            // The address from accept travels with each request.
+            req.extensions_mut().insert(Peer(peer.ip()));
+            routes::handle(Arc::clone(&app), req)
+        });
         let conn = graceful.watch(builder.serve_connection(TokioIo::new(stream), svc));
         tokio::spawn(async move {
             let _permit = permit;

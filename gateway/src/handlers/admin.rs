@@ -1,6 +1,6 @@
 //! Operator endpoints, all behind the admin bearer token.
 
-use crate::app::{now_ms, App};
+use crate::app::App;
 use crate::error::{ApiError, Code};
 use crate::registry::CAMPAIGNS_MAX;
 use crate::web::{self, Resp};
@@ -15,15 +15,19 @@ pub const TOKENS_PER_CALL_MAX: usize = 10_000;
 
 pub async fn create(app: &App, headers: &http::HeaderMap, body: &[u8]) -> Result<Resp, ApiError> {
     let spec: CampaignSpec = web::parse_json(headers, body, false)?;
-    let fallback = CampaignId::parse(&format!("c{:x}{:04x}", now_ms(), rand::random::<u16>()))
-        .map_err(|_| ApiError::internal())?;
+    let fallback = CampaignId::parse(&format!(
+        "c{:x}{:04x}",
+        app.clock.now_ms(),
+        rand::random::<u16>()
+    ))
+    .map_err(|_| ApiError::internal())?;
     let campaign = spec
         .validate(fallback)
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
     let id = campaign.id.clone();
     create_campaign(app, campaign).await?;
     let live = super::campaign(app, id.as_str())?;
-    let mut view = super::campaign_view(app, &live, now_ms(), true).await;
+    let mut view = super::campaign_view(app, &live, app.clock.now_ms(), true).await;
     view["control"] = serde_json::json!(live.get().control);
     Ok(web::json(StatusCode::CREATED, &view))
 }
@@ -82,7 +86,7 @@ fn store_failed(e: StoreError) -> ApiError {
 }
 
 pub async fn list(app: &App) -> Result<Resp, ApiError> {
-    let now = now_ms();
+    let now = app.clock.now_ms();
     let mut out = Vec::new();
     for live in app.registry.all() {
         let mut view = super::campaign_view(app, &live, now, true).await;
@@ -156,7 +160,7 @@ pub async fn control(app: &App, id: &str, action: &str) -> Result<Resp, ApiError
         .await
         .map_err(store_failed)?;
     live.set(c);
-    let mut view = super::campaign_view(app, &live, now_ms(), true).await;
+    let mut view = super::campaign_view(app, &live, app.clock.now_ms(), true).await;
     view["control"] = serde_json::json!(live.get().control);
     Ok(web::json(StatusCode::OK, &view))
 }
@@ -237,7 +241,7 @@ pub fn tokens(app: &App, headers: &http::HeaderMap, body: &[u8]) -> Result<Resp,
             crate::auth::TOKEN_TTL_S_MAX
         )));
     }
-    let now = now_ms();
+    let now = app.clock.now_ms();
     let mut tokens = serde_json::Map::new();
     for u in req.user_ids {
         let t = app.auth.issue(&u, now, ttl_s)?;

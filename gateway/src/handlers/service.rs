@@ -94,6 +94,22 @@ pub async fn metrics(app: &App) -> Resp {
         "# TYPE seckill_order_log_unsettled gauge\nseckill_order_log_unsettled {}",
         app.log.unsettled()
     );
+    let _ = writeln!(out, "# TYPE seckill_ledger_calls_total counter");
+    for op in crate::metered::LedgerOp::ALL {
+        let _ = writeln!(
+            out,
+            "seckill_ledger_calls_total{{op=\"{}\"}} {}",
+            op.as_str(),
+            app.ledger_calls.get(op)
+        );
+    }
+    let _ = writeln!(out, "# TYPE seckill_funnel_refused_total counter");
+    for (stage, code, n) in app.funnel.seen() {
+        let _ = writeln!(
+            out,
+            "seckill_funnel_refused_total{{stage=\"{stage}\",code=\"{code}\"}} {n}"
+        );
+    }
     out.push_str(&persisted);
     out.push_str(&rejected);
     out.push_str(&remaining);

@@ -1,0 +1,422 @@
+//! The grab funnel: the use case behind `POST /api/v1/campaigns/{id}/grab`.
+//!
+//! A grab passes ordered stages, cheapest first, each passing or refusing
+//! with a stable code; the first refusal ends it and is counted once, per
+//! stage and code (`/metrics`: `seckill_funnel_refused_total`). The order:
+//!
+//! 1. `campaign`: the campaign exists (local registry, no I/O);
+//! 2. `view`: (production) this gateway's campaign view is fresh enough;
+//! 3. `state`: started, not ended, not paused, not sold out (the local cache
+//!    and the ledger's local sold-out flag): a sold-out storm stops here,
+//!    before the token's signature is checked or the body is read, and
+//!    never reaches the ledger backend or the log;
+//! 4. `token`: the buyer's token, judged by the app's clock;
+//! 5. `body`: size and JSON shape;
+//! 6. `inflight`: the cap on grabs in flight;
+//! 7. `reserve`: one atomic ledger reservation (limit and stock);
+//! 8. `log`: the durable append, then `202`.
+//!
+//! Stages 7 and 8 run in a tracked task of their own, so a client hanging up
+//! cannot cancel a grab between its reservation and its append. The quiz
+//! and rate limits slot in as further stages.
+
+use crate::app::{mono_ms, App, LEDGER_CALL_MAX_MS};
+use crate::error::{ApiError, Code};
+use crate::registry::LiveCampaign;
+use crate::web;
+use engine::ports::{AppendError, LogRecord, Reservation};
+use engine::{admit, Campaign, OrderId, OrderRecord, Rejection, UserId};
+use http::header::AUTHORIZATION;
+use hyper::body::Incoming;
+use serde::Deserialize;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+/// The stages of a grab, in the order they run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Stage {
+    Campaign,
+    View,
+    State,
+    Token,
+    Body,
+    InFlight,
+    Reserve,
+    Log,
+}
+
+impl Stage {
+    pub const ALL: [Stage; 8] = [
+        Stage::Campaign,
+        Stage::View,
+        Stage::State,
+        Stage::Token,
+        Stage::Body,
+        Stage::InFlight,
+        Stage::Reserve,
+        Stage::Log,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stage::Campaign => "campaign",
+            Stage::View => "view",
+            Stage::State => "state",
+            Stage::Token => "token",
+            Stage::Body => "body",
+            Stage::InFlight => "inflight",
+            Stage::Reserve => "reserve",
+            Stage::Log => "log",
+        }
+    }
+}
+
+/// A grab refused at `stage`.
+#[derive(Debug)]
+pub struct Refused {
+    pub stage: Stage,
+    pub error: ApiError,
+}
+
+impl Refused {
+    pub fn at(stage: Stage, error: ApiError) -> Self {
+        Self { stage, error }
+    }
+}
+
+/// Refusals per (stage, code): a fixed table, so its memory is bounded.
+#[derive(Debug)]
+pub struct FunnelCounters {
+    counts: Box<[AtomicU64]>,
+}
+
+impl Default for FunnelCounters {
+    fn default() -> Self {
+        Self {
+            counts: (0..Stage::ALL.len() * Code::ALL.len())
+                .map(|_| AtomicU64::new(0))
+                .collect(),
+        }
+    }
+}
+
+impl FunnelCounters {
+    fn slot(stage: Stage, code: &str) -> Option<usize> {
+        let c = Code::ALL.iter().position(|c| c.as_str() == code)?;
+        Some(stage as usize * Code::ALL.len() + c)
+    }
+
+    pub fn count(&self, stage: Stage, code: &str) {
+        if let Some(i) = Self::slot(stage, code) {
+            self.counts[i].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// `(stage, code, count)` of every pair seen at least once.
+    pub fn seen(&self) -> Vec<(&'static str, &'static str, u64)> {
+        let mut out = Vec::new();
+        for stage in Stage::ALL {
+            for code in Code::ALL {
+                if let Some(i) = Self::slot(stage, code.as_str()) {
+                    let n = self.counts[i].load(Ordering::Relaxed);
+                    if n > 0 {
+                        out.push((stage.as_str(), code.as_str(), n));
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
+/// The grab body. Quiz fields are accepted now and checked once the answer
+/// bank exists; unknown fields are ignored so clients can extend it.
+#[derive(Debug, Deserialize)]
+struct GrabBody {
+    #[serde(default)]
+    #[allow(dead_code)]
+    quiz_token: Option<String>,
+    #[serde(default)]
+    #[allow(dead_code)]
+    answer: Option<String>,
+}
+
+/// The client's address: the peer from accept, or, when that peer is a
+/// trusted proxy, the nearest address in `X-Forwarded-For` that is not one
+/// (proxies append, so the right end is the most trustworthy). A missing
+/// or malformed header leaves the peer.
+pub fn client_ip(
+    peer: std::net::IpAddr,
+    headers: &http::HeaderMap,
+    trusted: &[std::net::IpAddr],
+) -> std::net::IpAddr {
+    if !trusted.contains(&peer) {
+        return peer;
+    }
+    let mut client = peer;
+    for value in headers.get_all("x-forwarded-for").iter().rev() {
+        let Ok(text) = value.to_str() else {
+            return client;
+        };
+        for hop in text.rsplit(',') {
+            match hop.trim().parse::<std::net::IpAddr>() {
+                Ok(ip) if trusted.contains(&ip) => client = ip,
+                Ok(ip) => return ip,
+                Err(_) => return client,
+            }
+        }
+    }
+    client
+}
+
+/// How long a refused grab's body may take to arrive before the
+/// connection is given up rather than kept for reuse.
+const DRAIN_MS: u64 = 250;
+
+/// Runs the funnel; the order id of a grab answered `202`, or the refusal,
+/// counted once.
+pub async fn grab(
+    app: &Arc<App>,
+    id: &str,
+    req: hyper::Request<Incoming>,
+) -> Result<OrderId, ApiError> {
+    let (parts, body) = req.into_parts();
+    let peer = parts.extensions.get::<crate::server::Peer>().map(|p| p.0);
+    let (refused, unread) = match stages(app, id, peer, &parts.headers, body).await {
+        Ok(order) => return Ok(order),
+        Err(boxed) => *boxed,
+    };
+    if let Some(body) = unread {
+        // Refused before the body was needed: read it (bounded, briefly)
+        // only so the connection stays usable for the next request.
+        let drain = web::read_body(&parts.headers, body, app.limits.body_bytes_max);
+        let _ = tokio::time::timeout(std::time::Duration::from_millis(DRAIN_MS), drain).await;
+    }
+    app.funnel.count(refused.stage, refused.error.code);
+    Err(refused.error)
+}
+
+/// A refusal, with the unread body when the body was not needed.
+type Outcome = Result<OrderId, Box<(Refused, Option<Incoming>)>>;
+
+async fn stages(
+    app: &Arc<App>,
+    id: &str,
+    peer: Option<std::net::IpAddr>,
+    headers: &http::HeaderMap,
+    body: Incoming,
+) -> Outcome {
+    // The address later stages (rate limits) count under; grabs without a
+    // connection (in-process calls) count as the loopback.
+    let client = client_ip(
+        peer.unwrap_or(std::net::Ipv4Addr::LOCALHOST.into()),
+        headers,
+        &app.limits.trusted_proxies,
+    );
+    let early = |stage: Stage, error: ApiError, body: Incoming| {
+        Err(Box::new((Refused::at(stage, error), Some(body))))
+    };
+    let Ok(live) = crate::handlers::campaign(app, id) else {
+        return early(Stage::Campaign, ApiError::campaign_not_found(), body);
+    };
+    let campaign = live.get();
+    if let Some(max_age) = app.view_max_age_ms {
+        // A gateway that cannot re-read campaigns may have missed a pause:
+        // it stops selling, so a pause reaches every sale within a bound
+        // that `seckill reconcile` waits out before a repair.
+        if app
+            .registry
+            .view_age_ms(mono_ms())
+            .is_none_or(|age| age > max_age)
+        {
+            live.counters.unavailable.fetch_add(1, Ordering::Relaxed);
+            let e = ApiError::unavailable(
+                "this gateway cannot read the campaign's current state; try again shortly",
+            );
+            return early(Stage::View, e, body);
+        }
+    }
+    let now = app.clock.now_ms();
+    if let Err(r) = admit(&campaign, app.ledger.sold_out_hint(&campaign.id), now) {
+        live.counters.reject(r);
+        return early(Stage::State, r.into(), body);
+    }
+    let user = match app
+        .auth
+        .buyer(headers.get(AUTHORIZATION).map(|v| v.as_bytes()), now)
+    {
+        Ok(u) => u,
+        Err(e) => return early(Stage::Token, e, body),
+    };
+    let bytes = match web::read_body(headers, body, app.limits.body_bytes_max).await {
+        Ok(b) => b,
+        Err(e) => return Err(Box::new((Refused::at(Stage::Body, e), None))),
+    };
+    if let Err(e) = web::parse_json::<GrabBody>(headers, &bytes, true) {
+        return Err(Box::new((Refused::at(Stage::Body, e), None)));
+    }
+    let Ok(permit) = Arc::clone(&app.grab_permits).try_acquire_owned() else {
+        live.counters.reject(Rejection::Overloaded);
+        return Err(Box::new((
+            Refused::at(Stage::InFlight, Rejection::Overloaded.into()),
+            None,
+        )));
+    };
+    let task_app = Arc::clone(app);
+    let outcome = app.tasks.spawn(async move {
+        let _permit = permit;
+        reserve_and_log(&task_app, &live, &campaign, user, now, client).await
+    });
+    match outcome.await {
+        Ok(Ok(order)) => Ok(order),
+        Ok(Err(refused)) => Err(Box::new((refused, None))),
+        Err(e) => {
+            tracing::error!(error = %e, "grab task failed");
+            Err(Box::new((
+                Refused::at(Stage::Log, ApiError::internal()),
+                None,
+            )))
+        }
+    }
+}
+
+/// Reserve one unit, then make the order durable. Runs as its own task so
+/// that it always finishes once started.
+async fn reserve_and_log(
+    app: &App,
+    live: &LiveCampaign,
+    c: &Campaign,
+    user: UserId,
+    now: u64,
+    client: std::net::IpAddr,
+) -> Result<OrderId, Refused> {
+    let ledger = |e: ApiError| Refused::at(Stage::Reserve, e);
+    let log = |e: ApiError| Refused::at(Stage::Log, e);
+    // Bounded: no order may be appended long after its grab was admitted
+    // (reconcile's quiet period counts on it). A reservation cut short may
+    // still land in the ledger; it is a hold without an order, which
+    // reconciliation finds and releases.
+    let wait = std::time::Duration::from_millis(LEDGER_CALL_MAX_MS);
+    let reservation = match tokio::time::timeout(
+        wait,
+        app.ledger.reserve(&c.id, &user, c.per_user_limit),
+    )
+    .await
+    {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => {
+            tracing::warn!(campaign = %c.id, error = %e, "ledger reserve failed");
+            live.counters.unavailable.fetch_add(1, Ordering::Relaxed);
+            return Err(ledger(ApiError::unavailable(
+                "the stock ledger is unavailable",
+            )));
+        }
+        Err(_) => {
+            tracing::warn!(campaign = %c.id, ?wait, "ledger reserve timed out");
+            live.counters.unavailable.fetch_add(1, Ordering::Relaxed);
+            return Err(ledger(ApiError::unavailable(
+                "the stock ledger is not answering",
+            )));
+        }
+    };
+    let n = match reservation {
+        Reservation::Reserved { n } => n,
+        Reservation::AlreadyBought | Reservation::SoldOut => {
+            let r = if reservation == Reservation::SoldOut {
+                Rejection::SoldOut
+            } else {
+                Rejection::AlreadyBought
+            };
+            live.counters.reject(r);
+            return Err(ledger(r.into()));
+        }
+        Reservation::NotLoaded => {
+            live.counters.unavailable.fetch_add(1, Ordering::Relaxed);
+            return Err(ledger(ApiError::unavailable(
+                "this campaign's stock is not loaded; an operator must preload it",
+            )));
+        }
+    };
+    let record = OrderRecord::new(c, user, n, now);
+    match app.log.append(&LogRecord::Order(record.clone())).await {
+        Ok(()) => {
+            let id = record.order_id.clone();
+            app.orders.insert_queued(record);
+            live.counters.logged.fetch_add(1, Ordering::Relaxed);
+            Ok(id)
+        }
+        Err(e @ (AppendError::Overloaded | AppendError::Failed(_))) => {
+            // Definitely not written: the unit goes back on sale.
+            compensate(app, &record).await;
+            if e == AppendError::Overloaded {
+                live.counters.reject(Rejection::Overloaded);
+                Err(log(Rejection::Overloaded.into()))
+            } else {
+                tracing::error!(error = %e, "order log append failed");
+                live.counters.unavailable.fetch_add(1, Ordering::Relaxed);
+                Err(log(ApiError::unavailable("the order log is unavailable")))
+            }
+        }
+        Err(AppendError::Unknown(why)) => {
+            // Maybe written: keep the unit held (never oversell) and let the
+            // buyer poll; replay or reconciliation settles it.
+            tracing::error!(order = %record.order_id, %client, %why, "order log outcome unknown");
+            live.counters.unavailable.fetch_add(1, Ordering::Relaxed);
+            Err(log(ApiError::unavailable(
+                "the order's outcome is not known yet; poll the order id",
+            )
+            .with_extra(serde_json::json!({ "order_id": record.order_id }))))
+        }
+    }
+}
+
+async fn compensate(app: &App, o: &OrderRecord) {
+    match app.ledger.release(&o.campaign_id, &o.user_id, o.n).await {
+        Ok(true) => {}
+        Ok(false) => tracing::error!(order = %o.order_id, "compensation found no hold to release"),
+        Err(e) => {
+            tracing::error!(order = %o.order_id, error = %e, "compensation failed; reconcile")
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::IpAddr;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    fn xff(values: &[&str]) -> http::HeaderMap {
+        let mut h = http::HeaderMap::new();
+        for v in values {
+            h.append("x-forwarded-for", v.parse().unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn forwarded_for_counts_only_behind_a_trusted_proxy() {
+        let lb = ip("10.0.0.1");
+        let trusted = [lb, ip("10.0.0.2")];
+        // An untrusted peer cannot choose its address.
+        assert_eq!(
+            client_ip(ip("203.0.113.9"), &xff(&["1.2.3.4"]), &trusted),
+            ip("203.0.113.9")
+        );
+        // Behind the balancer: the nearest untrusted hop, not a spoofed left end.
+        assert_eq!(
+            client_ip(lb, &xff(&["6.6.6.6, 198.51.100.7"]), &trusted),
+            ip("198.51.100.7")
+        );
+        assert_eq!(
+            client_ip(lb, &xff(&["6.6.6.6", "198.51.100.7, 10.0.0.2"]), &trusted),
+            ip("198.51.100.7")
+        );
+        assert_eq!(client_ip(lb, &xff(&[]), &trusted), lb);
+        assert_eq!(client_ip(lb, &xff(&["garbage"]), &trusted), lb);
+        assert_eq!(client_ip(lb, &xff(&["10.0.0.2"]), &trusted), ip("10.0.0.2"));
+    }
+}
