@@ -284,6 +284,29 @@ pub trait OrderStore: Send + Sync + 'static {
     async fn dead_letters(&self, campaign: Option<&CampaignId>) -> Result<u64, StoreError>;
 }
 
+// ---------------------------------------------------------------- shared state
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SharedStateError {
+    #[error("shared state unavailable: {0}")]
+    Unavailable(String),
+    /// The backend holds as many live marks as it may; nothing was marked.
+    #[error("shared state is full: {0}")]
+    Full(String),
+}
+
+/// State that every gateway must see the same: marks that may be used
+/// once (a quiz token; later, a refresh token), each living for a while.
+#[async_trait]
+pub trait SharedState: Send + Sync + 'static {
+    /// Marks `key` as used until `ttl_ms` after `now_ms`; `true` only for
+    /// the first call while the mark lives, across every gateway sharing
+    /// the state. A backend with its own clock (Redis) may use that
+    /// instead of `now_ms` for the expiry.
+    async fn use_once(&self, key: &str, ttl_ms: u64, now_ms: u64)
+        -> Result<bool, SharedStateError>;
+}
+
 // Trait objects of the ports are held in structs that derive `Debug`.
 macro_rules! opaque_debug {
     ($($t:ident),*) => {$(
@@ -294,4 +317,4 @@ macro_rules! opaque_debug {
         }
     )*};
 }
-opaque_debug!(StockLedger, OrderLog, OrderStore);
+opaque_debug!(StockLedger, OrderLog, OrderStore, SharedState);

@@ -56,6 +56,8 @@ pub struct App {
     pub ledger_calls: Arc<crate::metered::LedgerCalls>,
     pub log: Arc<dyn OrderLog>,
     pub store: Arc<dyn OrderStore>,
+    /// State every gateway must see the same (single-use quiz tokens).
+    pub shared: Arc<dyn engine::ports::SharedState>,
     /// Caps grabs in flight (see `Limits::grabs_inflight_max`).
     pub grab_permits: Arc<Semaphore>,
     /// Grab critical sections run as tracked tasks so a client hanging up
@@ -76,6 +78,10 @@ pub struct App {
     /// writer of its campaigns (embedded).
     pub view_max_age_ms: Option<u64>,
 }
+
+/// Most live single-use marks the embedded shared state holds (each lives
+/// minutes at most); past it, new marks are refused rather than growing.
+pub const SHARED_MARKS_MAX: usize = 1_000_000;
 
 /// Longest a grab waits for the ledger's reservation before it answers 503.
 /// Bounds how long after its admission a grab can still append an order
@@ -130,6 +136,7 @@ impl Embedded {
             ledger_calls,
             log: Arc::clone(&file_log) as Arc<dyn OrderLog>,
             store: Arc::clone(&store),
+            shared: Arc::new(shared_state::MemSharedState::new(SHARED_MARKS_MAX)),
             grab_permits: Arc::new(Semaphore::new(cfg.limits.grabs_inflight_max)),
             tasks: TaskTracker::new(),
             limits: cfg.limits.clone(),

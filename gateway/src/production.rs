@@ -14,9 +14,10 @@ use crate::config::{Production, RedisTarget, ServeConfig};
 use crate::orders::OrderIndex;
 use crate::registry::Registry;
 use anyhow::{bail, Context};
-use engine::ports::{LogRecord, OrderLog, OrderStore, StockLedger};
+use engine::ports::{LogRecord, OrderLog, OrderStore, SharedState, StockLedger};
 use order_log::{KafkaLog, KafkaLogConfig, KafkaSource, KafkaSourceConfig, Settled};
 use order_store::{KafkaWriter, KafkaWriterConfig, KafkaWriterStats, MysqlStore};
+use shared_state::RedisSharedState;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
@@ -75,6 +76,29 @@ pub async fn connect_ledger(
     })
 }
 
+/// The shared state (single-use marks) on the ledger's Redis, under its
+/// key prefix.
+pub async fn connect_shared(p: &Production) -> anyhow::Result<Arc<dyn SharedState>> {
+    Ok(match &p.redis {
+        RedisTarget::Single(url) => {
+            let conn = redis::Client::open(url.as_str())
+                .with_context(|| format!("redis url {url}"))?
+                .get_connection_manager()
+                .await
+                .with_context(|| format!("connecting to redis at {url}"))?;
+            Arc::new(RedisSharedState::new(conn, p.redis_key_prefix.clone()))
+        }
+        RedisTarget::Cluster(nodes) => {
+            let conn = redis::cluster::ClusterClient::new(nodes.clone())
+                .context("redis cluster urls")?
+                .get_async_connection()
+                .await
+                .with_context(|| format!("connecting to the redis cluster {nodes:?}"))?;
+            Arc::new(RedisSharedState::new(conn, p.redis_key_prefix.clone()))
+        }
+    })
+}
+
 /// Connects to MySQL, retrying a few times: at a cold start the database
 /// may come up after us, and processes starting together race on the
 /// first migration.
@@ -114,6 +138,7 @@ impl ProductionGateway {
         let store = connect_store(p).await?;
         let (ledger, refresher) = connect_ledger(p, p.redis_buckets).await?;
         let (ledger, ledger_calls) = crate::metered::MeteredLedger::new(ledger);
+        let shared = connect_shared(p).await?;
 
         // The log reports late outcomes to the app, which exists only after
         // the log: a cell closes the loop without a reference cycle.
@@ -133,6 +158,7 @@ impl ProductionGateway {
             ledger_calls,
             log: Arc::clone(&kafka) as Arc<dyn OrderLog>,
             store: Arc::clone(&store),
+            shared,
             grab_permits: Arc::new(Semaphore::new(cfg.limits.grabs_inflight_max)),
             tasks: TaskTracker::new(),
             limits: cfg.limits.clone(),
