@@ -53,6 +53,8 @@ echo "== [$PROFILE] every grab wins (reserve + durable append + 202): stock 1,00
 TOKENS=$OUT/tokens.txt CAMPAIGN=$W wrk -t2 -c256 -d10s --latency -s scripts/wrk-grab.lua http://127.0.0.1:18080 | grep -E "Requests/sec|status|p50|Latency|99%"
 echo "== [$PROFILE] sold out (cheap rejection): stock 100"
 TOKENS=$OUT/tokens.txt CAMPAIGN=$S wrk -t2 -c256 -d10s --latency -s scripts/wrk-grab.lua http://127.0.0.1:18080 | grep -E "Requests/sec|status|p50|Latency|99%"
+echo "== [$PROFILE] GET /healthz (the floor: HTTP alone, no funnel), to compare with the sold-out path"
+wrk -t2 -c256 -d10s --latency http://127.0.0.1:18080/healthz | grep -E "Requests/sec|Latency|99%"
 if [ "$PROFILE" = production ]; then
   # Started only now, so it finds a backlog to drain; its ceiling is lifted
   # so the run shows what it can do.
