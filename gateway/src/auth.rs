@@ -185,7 +185,7 @@ mod tests {
         for bad in [none, other.as_str(), expired.as_str(), "x.y.z", ""] {
             let h = format!("Bearer {bad}");
             let e = a.buyer(Some(h.as_bytes()), now_ms()).unwrap_err();
-            assert_eq!(e.code, "unauthorized", "{bad}");
+            assert_eq!(e.code, crate::error::Code::Unauthorized, "{bad}");
         }
         assert!(a.buyer(None, now_ms()).is_err());
         assert!(a.buyer(Some(b"Basic abc"), now_ms()).is_err());

@@ -73,11 +73,11 @@ impl From<Rejection> for Code {
     }
 }
 
-/// An error answer: status, stable code, human message, optional extras.
+/// An error answer: stable code (which decides the status), human message,
+/// optional extras.
 #[derive(Debug, Clone)]
 pub struct ApiError {
-    pub status: StatusCode,
-    pub code: &'static str,
+    pub code: Code,
     pub message: String,
     /// Seconds for a `Retry-After` header.
     pub retry_after_s: Option<u64>,
@@ -89,8 +89,7 @@ impl ApiError {
     /// The error of `code`, with the status that code always has.
     pub fn new(code: Code, message: impl Into<String>) -> Self {
         Self {
-            status: code.status(),
-            code: code.as_str(),
+            code,
             message: message.into(),
             retry_after_s: None,
             extra: None,
@@ -137,6 +136,11 @@ impl ApiError {
         Self::new(Code::Internal, "internal error; it has been logged")
     }
 
+    /// The HTTP status, the one its code always has.
+    pub fn status(&self) -> StatusCode {
+        self.code.status()
+    }
+
     pub fn retry_after(mut self, seconds: u64) -> Self {
         self.retry_after_s = Some(seconds);
         self
@@ -149,7 +153,7 @@ impl ApiError {
 
     /// The JSON body of the contract: `{"code", "message", ...extra}`.
     pub fn body(&self) -> serde_json::Value {
-        let mut body = serde_json::json!({ "code": self.code, "message": self.message });
+        let mut body = serde_json::json!({ "code": self.code.as_str(), "message": self.message });
         if let (Some(serde_json::Value::Object(extra)), serde_json::Value::Object(map)) =
             (&self.extra, &mut body)
         {
@@ -197,8 +201,8 @@ mod tests {
         ];
         for (r, status) in want {
             let e = ApiError::from(r);
-            assert_eq!(e.status.as_u16(), status, "{r:?}");
-            assert_eq!(e.code, r.code());
+            assert_eq!(e.status().as_u16(), status, "{r:?}");
+            assert_eq!(e.code.as_str(), r.code());
         }
         assert_eq!(
             ApiError::from(Rejection::RateLimited).retry_after_s,
@@ -216,6 +220,9 @@ mod tests {
                 s.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'),
                 "{s}"
             );
+        }
+        for (i, c) in Code::ALL.iter().enumerate() {
+            assert_eq!(*c as usize, i, "Code::ALL is in declaration order");
         }
         for r in Rejection::ALL {
             assert_eq!(Code::from(r).as_str(), r.code());

@@ -101,27 +101,22 @@ impl Default for FunnelCounters {
 }
 
 impl FunnelCounters {
-    fn slot(stage: Stage, code: &str) -> Option<usize> {
-        let c = Code::ALL.iter().position(|c| c.as_str() == code)?;
-        Some(stage as usize * Code::ALL.len() + c)
+    fn slot(stage: Stage, code: Code) -> usize {
+        stage as usize * Code::ALL.len() + code as usize
     }
 
-    pub fn count(&self, stage: Stage, code: &str) {
-        if let Some(i) = Self::slot(stage, code) {
-            self.counts[i].fetch_add(1, Ordering::Relaxed);
-        }
+    pub fn count(&self, stage: Stage, code: Code) {
+        self.counts[Self::slot(stage, code)].fetch_add(1, Ordering::Relaxed);
     }
 
     /// `(stage, code, count)` of every pair seen at least once.
     pub fn seen(&self) -> Vec<(&'static str, &'static str, u64)> {
         let mut out = Vec::new();
         for stage in Stage::ALL {
-            for code in Code::ALL {
-                if let Some(i) = Self::slot(stage, code.as_str()) {
-                    let n = self.counts[i].load(Ordering::Relaxed);
-                    if n > 0 {
-                        out.push((stage.as_str(), code.as_str(), n));
-                    }
+            for &code in Code::ALL {
+                let n = self.counts[Self::slot(stage, code)].load(Ordering::Relaxed);
+                if n > 0 {
+                    out.push((stage.as_str(), code.as_str(), n));
                 }
             }
         }

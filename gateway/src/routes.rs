@@ -249,28 +249,36 @@ mod tests {
             find(&Method::HEAD, "/items/tv.html").unwrap(),
             (Endpoint::Item, vec!["tv.html"])
         );
-        assert_eq!(find(&Method::GET, "/items/.html").unwrap_err().status, 404);
-        assert_eq!(find(&Method::GET, "/items/tv.htm").unwrap_err().status, 404);
+        assert_eq!(
+            find(&Method::GET, "/items/.html").unwrap_err().status(),
+            404
+        );
+        assert_eq!(
+            find(&Method::GET, "/items/tv.htm").unwrap_err().status(),
+            404
+        );
         assert_eq!(
             find(&Method::GET, "/api/v1/campaigns/tv/grab")
                 .unwrap_err()
-                .status,
+                .status(),
             405
         );
         assert_eq!(
-            find(&Method::GET, "/api/v1/campaigns").unwrap_err().status,
+            find(&Method::GET, "/api/v1/campaigns")
+                .unwrap_err()
+                .status(),
             404
         );
         assert_eq!(
             find(&Method::GET, "/api/v1/campaigns/tv/grab/x")
                 .unwrap_err()
-                .status,
+                .status(),
             404
         );
         assert_eq!(
             find(&Method::DELETE, "/admin/v1/campaigns")
                 .unwrap_err()
-                .status,
+                .status(),
             405
         );
     }

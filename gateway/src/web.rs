@@ -87,13 +87,13 @@ pub fn with_cache(mut r: Resp, cache_control: &'static str) -> Resp {
 
 pub fn error(e: &ApiError) -> Resp {
     let body = serde_json::to_vec(&e.body()).unwrap_or_else(|_| b"{}".to_vec());
-    let mut r = bytes(e.status, "application/json", body);
+    let mut r = bytes(e.status(), "application/json", body);
     r.headers_mut()
         .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     if let Some(s) = e.retry_after_s {
         r.headers_mut().insert(RETRY_AFTER, HeaderValue::from(s));
     }
-    if e.status == StatusCode::UNAUTHORIZED {
+    if e.code == crate::error::Code::Unauthorized {
         r.headers_mut().insert(
             http::header::WWW_AUTHENTICATE,
             HeaderValue::from_static("Bearer"),

@@ -6,7 +6,7 @@ mod common;
 
 use common::prod::{
     brokers, campaign, eventually, grab_all, metric, operator, produce, resumed_sale, run_seckill,
-    PrivateRedis, ProdEnv,
+    ProdEnv,
 };
 use common::users;
 use order_log::{KafkaLog, KafkaLogConfig};
@@ -160,12 +160,7 @@ async fn a_dead_letter_keeps_its_batch_mates() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_restarted_empty_blocks_until_reconciled_and_the_count_is_exact() {
     let _serial = SERIAL.lock().await;
-    let mut redis = PrivateRedis::start();
-    let mut env = ProdEnv::new("redisloss");
-    env.envs.push(("SECKILL_REDIS_URL", redis.url()));
-    // A short producer timeout keeps reconcile's quiet period short.
-    env.envs
-        .push(("SECKILL_KAFKA_MESSAGE_TIMEOUT_MS", "4000".into()));
+    let (mut redis, env) = ProdEnv::on_private_redis("redisloss");
     let dir = tempfile::tempdir().expect("tempdir");
     let id = format!("loss-{}", std::process::id());
     let g1 = env.gateway(dir.path(), "g1");

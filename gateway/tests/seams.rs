@@ -8,7 +8,7 @@ mod common;
 
 use common::prod::{
     campaign, eventually, grab_all, metric, operator, resumed_sale, run_seckill, run_seckill_with,
-    PrivateRedis, ProdEnv, CONFIG,
+    ProdEnv, CONFIG,
 };
 use common::{users, Server, ADMIN_TOKEN, JWT_SECRET};
 use engine::ports::{Reservation, StockLedger};
@@ -294,11 +294,7 @@ async fn a_buyer_pays_on_the_gateway_that_took_the_order() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn preload_after_data_loss_needs_reconcile() {
     let _serial = SERIAL.lock().await;
-    let mut redis = PrivateRedis::start();
-    let mut env = ProdEnv::new("preload");
-    env.envs.push(("SECKILL_REDIS_URL", redis.url()));
-    env.envs
-        .push(("SECKILL_KAFKA_MESSAGE_TIMEOUT_MS", "4000".into()));
+    let (mut redis, env) = ProdEnv::on_private_redis("preload");
     let dir = tempfile::tempdir().expect("tempdir");
     let id = format!("preload-{}", std::process::id());
     let g1 = env.gateway(dir.path(), "g1");
@@ -358,11 +354,7 @@ async fn preload_after_data_loss_needs_reconcile() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn running_gateways_sell_what_a_repair_returns() {
     let _serial = SERIAL.lock().await;
-    let mut redis = PrivateRedis::start();
-    let mut env = ProdEnv::new("restored");
-    env.envs.push(("SECKILL_REDIS_URL", redis.url()));
-    env.envs
-        .push(("SECKILL_KAFKA_MESSAGE_TIMEOUT_MS", "4000".into()));
+    let (mut redis, env) = ProdEnv::on_private_redis("restored");
     let dir = tempfile::tempdir().expect("tempdir");
     let id = format!("restored-{}", std::process::id());
     let g1 = env.gateway(dir.path(), "g1");
@@ -508,11 +500,7 @@ async fn repair_waits_for_records_still_on_their_way() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reconcile_finds_and_repairs_a_stranded_unit() {
     let _serial = SERIAL.lock().await;
-    let redis = PrivateRedis::start();
-    let mut env = ProdEnv::new("leak");
-    env.envs.push(("SECKILL_REDIS_URL", redis.url()));
-    env.envs
-        .push(("SECKILL_KAFKA_MESSAGE_TIMEOUT_MS", "4000".into()));
+    let (redis, env) = ProdEnv::on_private_redis("leak");
     let dir = tempfile::tempdir().expect("tempdir");
     let id = format!("leak-{}", std::process::id());
     let g = env.gateway(dir.path(), "g");
@@ -561,11 +549,7 @@ async fn reconcile_finds_and_repairs_a_stranded_unit() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn older_redis_data_blocks_the_campaign_until_repaired() {
     let _serial = SERIAL.lock().await;
-    let redis = PrivateRedis::start();
-    let mut env = ProdEnv::new("rollback");
-    env.envs.push(("SECKILL_REDIS_URL", redis.url()));
-    env.envs
-        .push(("SECKILL_KAFKA_MESSAGE_TIMEOUT_MS", "4000".into()));
+    let (redis, env) = ProdEnv::on_private_redis("rollback");
     let dir = tempfile::tempdir().expect("tempdir");
     let id = format!("rollback-{}", std::process::id());
     let g = env.gateway(dir.path(), "g");

@@ -15,9 +15,7 @@ mod status;
 #[cfg(test)]
 mod tests;
 
-use crate::sql::batch::{
-    self, unknown_campaign, wall_clock_ms, Bind, Lookup, Prepared, Stored, Tally,
-};
+use crate::sql::batch::{self, unknown_campaign, wall_clock_ms, Prepared, Stored, Tally};
 use crate::sql::rows::{self, db_err, to_i64, OrderRow};
 use engine::ports::{BatchReport, Checkpoint, LogRecord, StatusChange, StoreError};
 use engine::{CampaignId, OrderId, OrderStatus};
@@ -248,28 +246,7 @@ async fn load_tallies<'r>(
     Ok(tallies)
 }
 
-/// Runs one look-up of [`Stored`] and hands its rows back.
-async fn run_lookup(
-    tx: &mut Transaction<'static, Sqlite>,
-    lookup: &Lookup<'_>,
-    stored: &mut Stored,
-) -> Result<(), StoreError> {
-    let mut q = sqlx::query(&lookup.sql);
-    for b in &lookup.binds {
-        q = match *b {
-            Bind::Text(t) => q.bind(t),
-            Bind::Int(i) => q.bind(i),
-        };
-    }
-    let found = q
-        .fetch_all(&mut **tx)
-        .await
-        .map_err(|e| db_err("looking up stored orders", e))?;
-    for row in &found {
-        stored.absorb(lookup, row)?;
-    }
-    Ok(())
-}
+batch::run_lookup_fn!(Sqlite);
 
 /// Idempotent per source: a writer retrying after a crash records it once.
 const INSERT_DEAD_LETTER: &str =

@@ -38,6 +38,18 @@ impl ProdEnv {
         }
     }
 
+    /// A fresh environment on a private Redis (for tests that lose its
+    /// data), with a short producer timeout so reconcile's quiet period
+    /// stays short.
+    pub fn on_private_redis(tag: &str) -> (PrivateRedis, Self) {
+        let redis = PrivateRedis::start();
+        let mut env = ProdEnv::new(tag);
+        env.envs.push(("SECKILL_REDIS_URL", redis.url()));
+        env.envs
+            .push(("SECKILL_KAFKA_MESSAGE_TIMEOUT_MS", "4000".into()));
+        (redis, env)
+    }
+
     pub fn gateway(&self, dir: &Path, name: &str) -> Server {
         Server::start_with(&dir.join(name), &["--config", CONFIG], &self.envs)
     }

@@ -35,8 +35,8 @@
 //! one writer owns a campaign's records at a time anyway.
 
 use crate::sql::batch::{
-    check_active_limits, fresh_rows, unknown_campaign, wall_clock_ms, Bind, Lookup, Prepared,
-    Stored, Tally, RAISE_SOLD_SQL, TALLY_COLUMNS,
+    check_active_limits, fresh_rows, unknown_campaign, wall_clock_ms, Prepared, Stored, Tally,
+    RAISE_SOLD_SQL, TALLY_COLUMNS,
 };
 use crate::sql::rows::{db_err, to_i64, OrderRow, INSERT_ORDER_COLUMNS};
 use engine::ports::{BatchReport, StoreError};
@@ -146,27 +146,7 @@ async fn load_stored(
     Ok(stored)
 }
 
-async fn run_lookup(
-    tx: &mut Transaction<'static, MySql>,
-    lookup: &Lookup<'_>,
-    stored: &mut Stored,
-) -> Result<(), StoreError> {
-    let mut q = sqlx::query(&lookup.sql);
-    for b in &lookup.binds {
-        q = match *b {
-            Bind::Text(t) => q.bind(t),
-            Bind::Int(i) => q.bind(i),
-        };
-    }
-    let found = q
-        .fetch_all(&mut **tx)
-        .await
-        .map_err(|e| db_err("looking up stored orders", e))?;
-    for row in &found {
-        stored.absorb(lookup, row)?;
-    }
-    Ok(())
-}
+crate::sql::batch::run_lookup_fn!(MySql);
 
 /// Step 4: inserts the new rows; every one must land.
 async fn insert(

@@ -427,6 +427,37 @@ impl Stored {
     }
 }
 
+/// Defines `run_lookup` for one backend's transaction type: runs a
+/// [`Lookup`] and hands its rows to [`Stored::absorb`]. A macro because
+/// sqlx's executor bounds make a generic function harder to read than the
+/// body it would share.
+macro_rules! run_lookup_fn {
+    ($db:ty) => {
+        async fn run_lookup(
+            tx: &mut sqlx::Transaction<'static, $db>,
+            lookup: &$crate::sql::batch::Lookup<'_>,
+            stored: &mut $crate::sql::batch::Stored,
+        ) -> Result<(), engine::ports::StoreError> {
+            let mut q = sqlx::query(&lookup.sql);
+            for b in &lookup.binds {
+                q = match *b {
+                    $crate::sql::batch::Bind::Text(t) => q.bind(t),
+                    $crate::sql::batch::Bind::Int(i) => q.bind(i),
+                };
+            }
+            let found = q
+                .fetch_all(&mut **tx)
+                .await
+                .map_err(|e| $crate::sql::rows::db_err("looking up stored orders", e))?;
+            for row in &found {
+                stored.absorb(lookup, row)?;
+            }
+            Ok(())
+        }
+    };
+}
+pub(crate) use run_lookup_fn;
+
 /// The records that are neither stored yet (by either unique key) nor
 /// repeats of an earlier record of this batch, in batch order.
 pub(crate) fn fresh_rows<'b, 'r>(
