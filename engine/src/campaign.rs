@@ -16,6 +16,13 @@ pub const STOCK_BUCKETS_MAX: u32 = 64;
 pub const PAYMENT_WINDOW_S_DEFAULT: u32 = 900;
 /// Longest payment window, in seconds (7 days).
 pub const PAYMENT_WINDOW_S_MAX: u32 = 7 * 24 * 3600;
+/// Questions in a quiz campaign's bank unless the operator says otherwise:
+/// enough that a bot cannot cheaply learn the bank by heart, few enough to
+/// render at preload in seconds.
+pub const QUIZ_QUESTIONS_DEFAULT: u32 = 1_000;
+/// Fewest and most questions a quiz bank may have.
+pub const QUIZ_QUESTIONS_MIN: u32 = 10;
+pub const QUIZ_QUESTIONS_MAX: u32 = 100_000;
 
 /// What an operator sends to create a campaign (`POST /admin/v1/campaigns`).
 #[derive(Debug, Clone, Deserialize)]
@@ -29,6 +36,11 @@ pub struct CampaignSpec {
     pub ends_at_ms: u64,
     pub per_user_limit: Option<u32>,
     pub quiz: Option<bool>,
+    /// Questions in the quiz bank (quiz campaigns only).
+    pub quiz_questions: Option<u32>,
+    /// Grab through a per-buyer signed path (`GET .../grab-path`) instead
+    /// of the plain one.
+    pub hidden_path: Option<bool>,
     pub payment_window_s: Option<u32>,
     pub load_test: Option<bool>,
     /// Split the stock over this many ledger buckets (hot items on Redis
@@ -51,8 +63,8 @@ pub enum SpecError {
     PaymentWindow,
     #[error("stock_buckets must be between 1 and {STOCK_BUCKETS_MAX} and at most the stock")]
     StockBuckets,
-    #[error("quiz campaigns need the answer bank, which this build does not have yet")]
-    QuizUnsupported,
+    #[error("quiz_questions must be between {QUIZ_QUESTIONS_MIN} and {QUIZ_QUESTIONS_MAX}, and only with quiz")]
+    QuizQuestions,
 }
 
 /// The operator's kill switch, independent of the clock.
@@ -117,6 +129,10 @@ pub struct Campaign {
     pub ends_at_ms: u64,
     pub per_user_limit: u32,
     pub quiz: bool,
+    /// Questions in the quiz bank; 0 when `quiz` is off.
+    pub quiz_questions: u32,
+    /// Buyers grab through their own signed path, never the plain one.
+    pub hidden_path: bool,
     pub payment_window_s: u32,
     pub load_test: bool,
     pub control: Control,
@@ -151,9 +167,13 @@ impl CampaignSpec {
             }
         }
         let quiz = self.quiz.unwrap_or(false);
-        if quiz {
-            return Err(SpecError::QuizUnsupported);
-        }
+        let quiz_questions = match (quiz, self.quiz_questions) {
+            (false, None) => 0,
+            (false, Some(_)) => return Err(SpecError::QuizQuestions),
+            (true, None) => QUIZ_QUESTIONS_DEFAULT,
+            (true, Some(q)) if (QUIZ_QUESTIONS_MIN..=QUIZ_QUESTIONS_MAX).contains(&q) => q,
+            (true, Some(_)) => return Err(SpecError::QuizQuestions),
+        };
         Ok(Campaign {
             id: self.id.unwrap_or(fallback_id),
             title,
@@ -163,6 +183,8 @@ impl CampaignSpec {
             ends_at_ms: self.ends_at_ms,
             per_user_limit,
             quiz,
+            quiz_questions,
+            hidden_path: self.hidden_path.unwrap_or(false),
             payment_window_s,
             load_test: self.load_test.unwrap_or(false),
             control: Control::Active,
@@ -210,6 +232,8 @@ pub(crate) mod tests {
             ends_at_ms: 2_000,
             per_user_limit: None,
             quiz: None,
+            quiz_questions: None,
+            hidden_path: None,
             payment_window_s: None,
             load_test: None,
             stock_buckets: None,
@@ -218,6 +242,21 @@ pub(crate) mod tests {
 
     pub(crate) fn campaign() -> Campaign {
         spec().validate(CampaignId::parse("c1").unwrap()).unwrap()
+    }
+
+    #[test]
+    fn quiz_banks_default_and_bound() {
+        let c = CampaignSpec {
+            quiz: Some(true),
+            hidden_path: Some(true),
+            ..spec()
+        }
+        .validate(CampaignId::parse("q").unwrap())
+        .unwrap();
+        assert!(c.quiz && c.hidden_path);
+        assert_eq!(c.quiz_questions, QUIZ_QUESTIONS_DEFAULT);
+        assert_eq!(campaign().quiz_questions, 0);
+        assert!(!campaign().hidden_path);
     }
 
     #[test]
@@ -271,10 +310,26 @@ pub(crate) mod tests {
             ),
             (
                 CampaignSpec {
-                    quiz: Some(true),
+                    quiz_questions: Some(100),
                     ..spec()
                 },
-                SpecError::QuizUnsupported,
+                SpecError::QuizQuestions,
+            ),
+            (
+                CampaignSpec {
+                    quiz: Some(true),
+                    quiz_questions: Some(QUIZ_QUESTIONS_MIN - 1),
+                    ..spec()
+                },
+                SpecError::QuizQuestions,
+            ),
+            (
+                CampaignSpec {
+                    quiz: Some(true),
+                    quiz_questions: Some(QUIZ_QUESTIONS_MAX + 1),
+                    ..spec()
+                },
+                SpecError::QuizQuestions,
             ),
             (
                 CampaignSpec {

@@ -58,6 +58,8 @@ pub struct App {
     pub store: Arc<dyn OrderStore>,
     /// State every gateway must see the same (single-use quiz tokens).
     pub shared: Arc<dyn engine::ports::SharedState>,
+    /// The quiz and the hidden grab path (keys, settings, bank index).
+    pub gate: crate::quiz::Gate,
     /// Caps grabs in flight (see `Limits::grabs_inflight_max`).
     pub grab_permits: Arc<Semaphore>,
     /// Grab critical sections run as tracked tasks so a client hanging up
@@ -137,6 +139,14 @@ impl Embedded {
             log: Arc::clone(&file_log) as Arc<dyn OrderLog>,
             store: Arc::clone(&store),
             shared: Arc::new(shared_state::MemSharedState::new(SHARED_MARKS_MAX)),
+            gate: crate::quiz::Gate::new(
+                cfg.funnel_secret
+                    .as_deref()
+                    .unwrap_or(&jwt_secret)
+                    .as_bytes(),
+                cfg.quiz.clone(),
+                &cfg.data_dir.join("cdn"),
+            ),
             grab_permits: Arc::new(Semaphore::new(cfg.limits.grabs_inflight_max)),
             tasks: TaskTracker::new(),
             limits: cfg.limits.clone(),
@@ -276,6 +286,8 @@ impl Embedded {
             ends_at_ms: now + 2 * 3_600_000,
             per_user_limit: Some(1),
             quiz: None,
+            quiz_questions: None,
+            hidden_path: None,
             payment_window_s: None,
             load_test: None,
             stock_buckets: None,

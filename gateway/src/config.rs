@@ -46,6 +46,29 @@ impl Default for Limits {
     }
 }
 
+/// The quiz of quiz campaigns (see `crate::quiz`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct QuizSettings {
+    /// An answer sent sooner after its question was issued is refused:
+    /// a person needs about a second to read the image, a script does not.
+    pub min_answer_ms: u64,
+    /// A question's token expires this long after it was issued.
+    pub token_ttl_ms: u64,
+    /// Threads that render a bank at preload; 0 = one per core.
+    pub render_threads: usize,
+}
+
+impl Default for QuizSettings {
+    fn default() -> Self {
+        Self {
+            min_answer_ms: 1_000,
+            token_ttl_ms: 120_000,
+            render_threads: 0,
+        }
+    }
+}
+
 /// Where the shared stock lives in production.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RedisTarget {
@@ -99,6 +122,10 @@ pub struct ServeConfig {
     pub jwt_secret: Option<String>,
     /// The operator credential; generated per start when absent.
     pub admin_token: Option<String>,
+    /// Key of quiz tokens and hidden grab paths, shared by every gateway;
+    /// absent, it is derived from the JWT secret (domain-separated).
+    pub funnel_secret: Option<String>,
+    pub quiz: QuizSettings,
 }
 
 /// A configuration problem, naming the key.
@@ -127,6 +154,7 @@ pub struct FileConfig {
     pub data_dir: Option<PathBuf>,
     pub demo: Option<bool>,
     pub limits: Limits,
+    pub quiz: QuizSettings,
     pub writer: WriterSection,
     pub ledger: LedgerSection,
     pub order_log: LogSection,

@@ -33,6 +33,9 @@ pub struct Overrides {
     pub kafka_session_timeout_ms: Option<u64>,
     pub jwt_secret: Option<String>,
     pub admin_token: Option<String>,
+    pub funnel_secret: Option<String>,
+    pub quiz_min_answer_ms: Option<u64>,
+    pub quiz_token_ttl_ms: Option<u64>,
 }
 
 const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -50,6 +53,10 @@ pub fn resolve(file: FileConfig, o: Overrides) -> Result<ServeConfig, ConfigErro
     set(&mut limits.header_read_timeout_ms, o.header_read_timeout_ms);
     set(&mut limits.body_bytes_max, o.body_bytes_max);
     check_limits(&limits)?;
+    let mut quiz = file.quiz.clone();
+    set(&mut quiz.min_answer_ms, o.quiz_min_answer_ms);
+    set(&mut quiz.token_ttl_ms, o.quiz_token_ttl_ms);
+    check_quiz(&quiz)?;
 
     let mut writer = WriterConfig::default();
     set(&mut writer.batch_rows_max, file.writer.batch_rows_max);
@@ -108,6 +115,8 @@ pub fn resolve(file: FileConfig, o: Overrides) -> Result<ServeConfig, ConfigErro
         backends,
         jwt_secret: o.jwt_secret,
         admin_token: o.admin_token,
+        funnel_secret: o.funnel_secret,
+        quiz,
     })
 }
 
@@ -129,6 +138,22 @@ fn pick<'a>(
     } else {
         Err(invalid(key, format!("{v:?} is not one of {allowed:?}")))
     }
+}
+
+fn check_quiz(q: &crate::config::QuizSettings) -> Result<(), ConfigError> {
+    if q.min_answer_ms > 60_000 {
+        return Err(invalid("quiz.min_answer_ms", "must be at most 60000"));
+    }
+    if q.token_ttl_ms <= q.min_answer_ms || q.token_ttl_ms > 3_600_000 {
+        return Err(invalid(
+            "quiz.token_ttl_ms",
+            "must be above quiz.min_answer_ms and at most 3600000",
+        ));
+    }
+    if q.render_threads > 256 {
+        return Err(invalid("quiz.render_threads", "must be at most 256"));
+    }
+    Ok(())
 }
 
 fn check_limits(l: &Limits) -> Result<(), ConfigError> {

@@ -36,6 +36,8 @@ macro_rules! codes {
 codes! {
     BadRequest = "bad_request" => 400,
     Unauthorized = "unauthorized" => 401,
+    Forbidden = "forbidden" => 403,
+    QuizFailed = "quiz_failed" => 403,
     NotFound = "not_found" => 404,
     CampaignNotFound = "campaign_not_found" => 404,
     OrderNotFound = "order_not_found" => 404,
@@ -180,6 +182,53 @@ impl From<Rejection> for ApiError {
         match r {
             Rejection::RateLimited | Rejection::Overloaded => err.retry_after(1),
             _ => err,
+        }
+    }
+}
+
+/// Infrastructure failures: the client sees which dependency failed and
+/// may retry; the details go to the log. A store conflict or a missing row
+/// reaching a client unmapped is our bug, so it is `internal`.
+impl From<engine::ports::StoreError> for ApiError {
+    fn from(e: engine::ports::StoreError) -> Self {
+        use engine::ports::StoreError;
+        tracing::warn!(error = %e, "order store call failed");
+        match e {
+            StoreError::Unavailable(_) => ApiError::unavailable("the order store is unavailable"),
+            StoreError::Conflict(_) | StoreError::NotFound(_) | StoreError::Invariant(_) => {
+                ApiError::internal()
+            }
+        }
+    }
+}
+
+impl From<engine::ports::LedgerError> for ApiError {
+    fn from(e: engine::ports::LedgerError) -> Self {
+        tracing::warn!(error = %e, "stock ledger call failed");
+        ApiError::unavailable("the stock ledger is unavailable")
+    }
+}
+
+impl From<engine::ports::SharedStateError> for ApiError {
+    fn from(e: engine::ports::SharedStateError) -> Self {
+        tracing::warn!(error = %e, "shared state call failed");
+        ApiError::unavailable("the shared state (single-use marks) is unavailable")
+    }
+}
+
+impl From<engine::ports::AppendError> for ApiError {
+    fn from(e: engine::ports::AppendError) -> Self {
+        use engine::ports::AppendError;
+        match e {
+            AppendError::Overloaded => Rejection::Overloaded.into(),
+            AppendError::Failed(why) => {
+                tracing::error!(%why, "order log append failed");
+                ApiError::unavailable("the order log is unavailable")
+            }
+            AppendError::Unknown(why) => {
+                tracing::error!(%why, "order log outcome unknown");
+                ApiError::unavailable("the order's outcome is not known yet; poll the order id")
+            }
         }
     }
 }

@@ -11,14 +11,18 @@
 //!    before the token's signature is checked or the body is read, and
 //!    never reaches the ledger backend or the log;
 //! 4. `token`: the buyer's token, judged by the app's clock;
-//! 5. `body`: size and JSON shape;
-//! 6. `inflight`: the cap on grabs in flight;
-//! 7. `reserve`: one atomic ledger reservation (limit and stock);
-//! 8. `log`: the durable append, then `202`.
+//! 5. `path`: the grab came on this buyer's grab path (the plain one, or
+//!    for a `hidden_path` campaign their own signed one; see `crate::quiz`);
+//! 6. `body`: size and JSON shape;
+//! 7. `quiz`: (quiz campaigns) the signed question token, its age, the
+//!    answer, and its single use across gateways;
+//! 8. `inflight`: the cap on grabs in flight;
+//! 9. `reserve`: one atomic ledger reservation (limit and stock);
+//! 10. `log`: the durable append, then `202`.
 //!
-//! Stages 7 and 8 run in a tracked task of their own, so a client hanging up
-//! cannot cancel a grab between its reservation and its append. The quiz
-//! and rate limits slot in as further stages.
+//! Stages 9 and 10 run in a tracked task of their own, so a client hanging
+//! up cannot cancel a grab between its reservation and its append. Rate
+//! limits slot in as further stages.
 
 use crate::app::{mono_ms, App, LEDGER_CALL_MAX_MS};
 use crate::error::{ApiError, Code};
@@ -39,19 +43,23 @@ pub enum Stage {
     View,
     State,
     Token,
+    Path,
     Body,
+    Quiz,
     InFlight,
     Reserve,
     Log,
 }
 
 impl Stage {
-    pub const ALL: [Stage; 8] = [
+    pub const ALL: [Stage; 10] = [
         Stage::Campaign,
         Stage::View,
         Stage::State,
         Stage::Token,
+        Stage::Path,
         Stage::Body,
+        Stage::Quiz,
         Stage::InFlight,
         Stage::Reserve,
         Stage::Log,
@@ -63,7 +71,9 @@ impl Stage {
             Stage::View => "view",
             Stage::State => "state",
             Stage::Token => "token",
+            Stage::Path => "path",
             Stage::Body => "body",
+            Stage::Quiz => "quiz",
             Stage::InFlight => "inflight",
             Stage::Reserve => "reserve",
             Stage::Log => "log",
@@ -124,15 +134,13 @@ impl FunnelCounters {
     }
 }
 
-/// The grab body. Quiz fields are accepted now and checked once the answer
-/// bank exists; unknown fields are ignored so clients can extend it.
+/// The grab body: the quiz fields of quiz campaigns; unknown fields are
+/// ignored so clients can extend it.
 #[derive(Debug, Deserialize)]
 struct GrabBody {
     #[serde(default)]
-    #[allow(dead_code)]
     quiz_token: Option<String>,
     #[serde(default)]
-    #[allow(dead_code)]
     answer: Option<String>,
 }
 
@@ -170,14 +178,16 @@ const DRAIN_MS: u64 = 250;
 
 /// Runs the funnel; the order id of a grab answered `202`, or the refusal,
 /// counted once.
+/// `path_sig` is the last segment of `.../grab/{sig}`, `None` on the plain path.
 pub async fn grab(
     app: &Arc<App>,
     id: &str,
+    path_sig: Option<&str>,
     req: hyper::Request<Incoming>,
 ) -> Result<OrderId, ApiError> {
     let (parts, body) = req.into_parts();
     let peer = parts.extensions.get::<crate::server::Peer>().map(|p| p.0);
-    let (refused, unread) = match stages(app, id, peer, &parts.headers, body).await {
+    let (refused, unread) = match stages(app, id, path_sig, peer, &parts.headers, body).await {
         Ok(order) => return Ok(order),
         Err(boxed) => *boxed,
     };
@@ -197,6 +207,7 @@ type Outcome = Result<OrderId, Box<(Refused, Option<Incoming>)>>;
 async fn stages(
     app: &Arc<App>,
     id: &str,
+    path_sig: Option<&str>,
     peer: Option<std::net::IpAddr>,
     headers: &http::HeaderMap,
     body: Incoming,
@@ -243,12 +254,32 @@ async fn stages(
         Ok(u) => u,
         Err(e) => return early(Stage::Token, e, body),
     };
+    if let Err(e) = app.gate.check_path(&campaign, &user, path_sig) {
+        return early(Stage::Path, e, body);
+    }
     let bytes = match web::read_body(headers, body, app.limits.body_bytes_max).await {
         Ok(b) => b,
         Err(e) => return Err(Box::new((Refused::at(Stage::Body, e), None))),
     };
-    if let Err(e) = web::parse_json::<GrabBody>(headers, &bytes, true) {
-        return Err(Box::new((Refused::at(Stage::Body, e), None)));
+    let grab_body = match web::parse_json::<GrabBody>(headers, &bytes, true) {
+        Ok(b) => b,
+        Err(e) => return Err(Box::new((Refused::at(Stage::Body, e), None))),
+    };
+    if campaign.quiz {
+        let checked = app
+            .gate
+            .check_answer(
+                app.shared.as_ref(),
+                &campaign,
+                &user,
+                grab_body.quiz_token.as_deref(),
+                grab_body.answer.as_deref(),
+                app.clock.now_ms(),
+            )
+            .await;
+        if let Err(e) = checked {
+            return Err(Box::new((Refused::at(Stage::Quiz, e), None)));
+        }
     }
     let Ok(permit) = Arc::clone(&app.grab_permits).try_acquire_owned() else {
         live.counters.reject(Rejection::Overloaded);

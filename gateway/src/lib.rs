@@ -15,6 +15,7 @@ pub mod metered;
 pub mod orders;
 pub mod pages;
 pub mod production;
+pub mod quiz;
 pub mod reconcile;
 pub mod registry;
 pub mod routes;

@@ -112,6 +112,14 @@ struct ServeArgs {
     /// Consumer group of the writers (overrides writer.group_id).
     #[arg(long, env = "SECKILL_KAFKA_GROUP")]
     kafka_group: Option<String>,
+    /// Quiz answers sent sooner after their question are refused, in ms
+    /// (overrides quiz.min_answer_ms) [default: 1000].
+    #[arg(long, env = "SECKILL_QUIZ_MIN_ANSWER_MS")]
+    quiz_min_answer_ms: Option<u64>,
+    /// A quiz question's token expires after this many ms
+    /// (overrides quiz.token_ttl_ms) [default: 120000].
+    #[arg(long, env = "SECKILL_QUIZ_TOKEN_TTL_MS")]
+    quiz_token_ttl_ms: Option<u64>,
 }
 
 impl ServeArgs {
@@ -141,8 +149,11 @@ impl ServeArgs {
             kafka_delivery_wait_ms: self.kafka_delivery_wait_ms,
             kafka_linger_ms: self.kafka_linger_ms,
             kafka_session_timeout_ms: self.kafka_session_timeout_ms,
+            quiz_min_answer_ms: self.quiz_min_answer_ms,
+            quiz_token_ttl_ms: self.quiz_token_ttl_ms,
             jwt_secret: std::env::var("SECKILL_JWT_SECRET").ok(),
             admin_token: std::env::var("SECKILL_ADMIN_TOKEN").ok(),
+            funnel_secret: std::env::var("SECKILL_FUNNEL_SECRET").ok(),
         };
         Ok(resolve(file, overrides)?)
     }

@@ -120,6 +120,8 @@ mod tests {
             ends_at_ms: 10,
             per_user_limit: None,
             quiz: None,
+            quiz_questions: None,
+            hidden_path: None,
             payment_window_s: None,
             load_test: None,
             stock_buckets: None,

@@ -159,6 +159,11 @@ impl ProductionGateway {
             log: Arc::clone(&kafka) as Arc<dyn OrderLog>,
             store: Arc::clone(&store),
             shared,
+            gate: crate::quiz::Gate::new(
+                cfg.funnel_secret.as_deref().unwrap_or(&jwt).as_bytes(),
+                cfg.quiz.clone(),
+                &cfg.data_dir.join("cdn"),
+            ),
             grab_permits: Arc::new(Semaphore::new(cfg.limits.grabs_inflight_max)),
             tasks: TaskTracker::new(),
             limits: cfg.limits.clone(),

@@ -26,6 +26,11 @@ pub enum Endpoint {
     Time,
     Campaign,
     Grab,
+    HiddenGrab,
+    GrabPath,
+    Quiz,
+    QuizImage,
+    QuizAnswers,
     Order,
     Pay,
     Item,
@@ -71,6 +76,18 @@ pub const ROUTES: &[Route] = &[
     r("GET", "/api/v1/time", Endpoint::Time),
     r("GET", "/api/v1/campaigns/{id}", Endpoint::Campaign),
     r("POST", "/api/v1/campaigns/{id}/grab", Endpoint::Grab),
+    r(
+        "POST",
+        "/api/v1/campaigns/{id}/grab/{path_key}",
+        Endpoint::HiddenGrab,
+    ),
+    r(
+        "GET",
+        "/api/v1/campaigns/{id}/grab-path",
+        Endpoint::GrabPath,
+    ),
+    r("GET", "/api/v1/campaigns/{id}/quiz", Endpoint::Quiz),
+    r("GET", "/static/quiz/{image}", Endpoint::QuizImage),
     r("GET", "/api/v1/orders/{order_id}", Endpoint::Order),
     r("POST", "/api/v1/orders/{order_id}/pay", Endpoint::Pay),
     r("GET", "/items/{id}.html", Endpoint::Item),
@@ -83,6 +100,11 @@ pub const ROUTES: &[Route] = &[
         "POST",
         "/admin/v1/campaigns/{id}/preload",
         Endpoint::Preload,
+    ),
+    r(
+        "GET",
+        "/admin/v1/campaigns/{id}/quiz-answers",
+        Endpoint::QuizAnswers,
     ),
     r("POST", "/admin/v1/campaigns/{id}/pause", Endpoint::Pause),
     r("POST", "/admin/v1/campaigns/{id}/resume", Endpoint::Resume),
@@ -176,7 +198,14 @@ async fn route(app: &Arc<App>, req: Request<Incoming>) -> Result<Resp, ApiError>
         )),
         Endpoint::Time => Ok(buyer::time(app)),
         Endpoint::Campaign => buyer::campaign(app, param).await,
-        Endpoint::Grab => buyer::grab(app, param, req).await,
+        Endpoint::Grab => buyer::grab(app, param, None, req).await,
+        Endpoint::HiddenGrab => {
+            let sig = params.get(1).copied();
+            buyer::grab(app, param, sig, req).await
+        }
+        Endpoint::GrabPath => buyer::grab_path(app, param, req.headers()),
+        Endpoint::Quiz => buyer::quiz(app, param, req.headers()),
+        Endpoint::QuizImage => buyer::quiz_image(app, param).await,
         Endpoint::Order => buyer::order(app, param, req.headers()).await,
         Endpoint::Pay => {
             // The body is ignored, but read (bounded) so the connection stays reusable.
@@ -190,6 +219,7 @@ async fn route(app: &Arc<App>, req: Request<Incoming>) -> Result<Resp, ApiError>
         | Endpoint::Stats
         | Endpoint::Orders
         | Endpoint::Preload
+        | Endpoint::QuizAnswers
         | Endpoint::Pause
         | Endpoint::Resume
         | Endpoint::Stop
@@ -214,6 +244,7 @@ async fn admin_route(
         Endpoint::Stats => admin::stats(app, id).await,
         Endpoint::Orders => admin::orders(app, id, query.as_deref()).await,
         Endpoint::Preload => admin::preload(app, id).await,
+        Endpoint::QuizAnswers => admin::quiz_answers(app, id),
         Endpoint::Pause => admin::control(app, id, "pause").await,
         Endpoint::Resume => admin::control(app, id, "resume").await,
         Endpoint::Stop => admin::control(app, id, "stop").await,
@@ -270,10 +301,14 @@ mod tests {
             404
         );
         assert_eq!(
-            find(&Method::GET, "/api/v1/campaigns/tv/grab/x")
+            find(&Method::GET, "/api/v1/campaigns/tv/grab/x/y")
                 .unwrap_err()
                 .status(),
             404
+        );
+        assert_eq!(
+            find(&Method::POST, "/api/v1/campaigns/tv/grab/k3y").unwrap(),
+            (Endpoint::HiddenGrab, vec!["tv", "k3y"])
         );
         assert_eq!(
             find(&Method::DELETE, "/admin/v1/campaigns")

@@ -40,6 +40,7 @@ async fn operator_and_buyer_endpoints_follow_the_contract() {
         "state",
         "remaining_hint",
         "quiz",
+        "hidden_path",
     ] {
         assert!(view.get(key).is_some(), "campaign view lacks {key}: {view}");
     }

@@ -60,6 +60,8 @@ pub fn campaign(id: &str, stock_total: u64) -> Result<Campaign, ContractError> {
         ends_at_ms: 9_000,
         per_user_limit: 1,
         quiz: false,
+        quiz_questions: 0,
+        hidden_path: false,
         payment_window_s: 900,
         load_test: false,
         control: Control::Active,

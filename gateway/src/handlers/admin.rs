@@ -27,8 +27,7 @@ pub async fn create(app: &App, headers: &http::HeaderMap, body: &[u8]) -> Result
     let id = campaign.id.clone();
     create_campaign(app, campaign).await?;
     let live = super::campaign(app, id.as_str())?;
-    let mut view = super::campaign_view(app, &live, app.clock.now_ms(), true).await;
-    view["control"] = serde_json::json!(live.get().control);
+    let view = admin_view(app, &live, app.clock.now_ms()).await;
     Ok(web::json(StatusCode::CREATED, &view))
 }
 
@@ -41,7 +40,7 @@ pub async fn create_campaign(app: &App, campaign: Campaign) -> Result<(), ApiErr
     // Every gateway must be able to hold every campaign: in production the
     // count that matters is the shared store's, not this gateway's.
     let count = if app.shared_ledger {
-        app.store.campaigns().await.map_err(store_failed)?.len()
+        app.store.campaigns().await?.len()
     } else {
         app.registry.len()
     };
@@ -53,12 +52,11 @@ pub async fn create_campaign(app: &App, campaign: Campaign) -> Result<(), ApiErr
         .await
         .map_err(|e| match e {
             StoreError::Conflict(_) => exists(&campaign.id),
-            e => store_failed(e),
+            e => e.into(),
         })?;
     app.ledger
         .load(&campaign.id, campaign.stock_total, campaign.stock_buckets)
-        .await
-        .map_err(|e| ApiError::unavailable(format!("stock ledger: {e}")))?;
+        .await?;
     app.registry.insert(campaign).map_err(|e| {
         tracing::error!(error = %e, "created campaign not served by this gateway");
         too_many_campaigns()
@@ -80,18 +78,26 @@ fn exists(id: &CampaignId) -> ApiError {
     )
 }
 
-fn store_failed(e: StoreError) -> ApiError {
-    tracing::warn!(error = %e, "order store call failed");
-    ApiError::unavailable("the order store is unavailable")
+/// The operators' view: the buyers' one (read fresh), plus the fields
+/// buyers need not see.
+async fn admin_view(
+    app: &App,
+    live: &crate::registry::LiveCampaign,
+    now: u64,
+) -> serde_json::Value {
+    let mut view = super::campaign_view(app, live, now, true).await;
+    let c = live.get();
+    view["control"] = serde_json::json!(c.control);
+    view["load_test"] = serde_json::json!(c.load_test);
+    view["quiz_questions"] = serde_json::json!(c.quiz_questions);
+    view
 }
 
 pub async fn list(app: &App) -> Result<Resp, ApiError> {
     let now = app.clock.now_ms();
     let mut out = Vec::new();
     for live in app.registry.all() {
-        let mut view = super::campaign_view(app, &live, now, true).await;
-        view["control"] = serde_json::json!(live.get().control);
-        out.push(view);
+        out.push(admin_view(app, &live, now).await);
     }
     Ok(web::json(StatusCode::OK, &out))
 }
@@ -104,11 +110,7 @@ pub async fn preload(app: &App, id: &str) -> Result<Resp, ApiError> {
     // store, in the log, in a gateway's producer. Loading full stock over it
     // would sell units twice, so only reconciliation, which rebuilds it from
     // the durable orders once nothing is in flight, may load it again.
-    let snap = app
-        .ledger
-        .snapshot(&c.id)
-        .await
-        .map_err(|e| ApiError::unavailable(format!("stock ledger: {e}")))?;
+    let snap = app.ledger.snapshot(&c.id).await?;
     if snap.is_none() {
         return Err(ApiError::new(
             Code::NeedsReconcile,
@@ -117,6 +119,11 @@ pub async fn preload(app: &App, id: &str) -> Result<Resp, ApiError> {
         ));
     }
     let newly_loaded = false;
+    let quiz_images = if c.quiz {
+        Some(render_bank(app, &c).await?)
+    } else {
+        None
+    };
     let page = crate::pages::render_item(c.id.as_str(), &c.title, c.price_cents, c.stock_total);
     let dir = app.cdn_dir.clone();
     let id = c.id.to_string();
@@ -136,7 +143,63 @@ pub async fn preload(app: &App, id: &str) -> Result<Resp, ApiError> {
             "remaining": snap.map(|s| s.remaining),
             "page": format!("/items/{}.html", c.id),
             "static_page_file": written.display().to_string(),
+            "quiz_images": quiz_images,
         }),
+    ))
+}
+
+/// Draws the campaign's quiz bank into the CDN folder (in parallel; files
+/// already there are kept), logging progress every tenth.
+async fn render_bank(app: &App, c: &engine::Campaign) -> Result<serde_json::Value, ApiError> {
+    let bank = app.gate.bank(c);
+    let dir = app.gate.image_dir.clone();
+    let threads = app.gate.render_threads();
+    let id = c.id.clone();
+    let started = std::time::Instant::now();
+    let report = tokio::task::spawn_blocking(move || {
+        let step = (bank.size() / 10).max(1);
+        let progress = move |done: u32, total: u32| {
+            if done.is_multiple_of(step) || done == total {
+                tracing::info!(campaign = %id, done, total, "rendering the quiz bank");
+            }
+        };
+        bank.render_all(&dir, threads, &progress)
+    })
+    .await
+    .map_err(|_| ApiError::internal())?
+    .map_err(|e| {
+        tracing::error!(error = %e, "rendering the quiz bank");
+        ApiError::unavailable(format!("could not write the quiz images: {e}"))
+    })?;
+    Ok(serde_json::json!({
+        "dir": app.gate.image_dir.display().to_string(),
+        "written": report.written,
+        "kept": report.kept,
+        "threads": threads,
+        "ms": u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+    }))
+}
+
+/// `GET /admin/v1/campaigns/{id}/quiz-answers`: every question's image URL
+/// and answer, for load generators; only for `load_test` campaigns.
+pub fn quiz_answers(app: &App, id: &str) -> Result<Resp, ApiError> {
+    let live = super::campaign(app, id)?;
+    let c = live.get();
+    if !c.load_test {
+        return Err(ApiError::new(
+            Code::Forbidden,
+            "quiz answers are exported only for load_test campaigns",
+        ));
+    }
+    if !c.quiz {
+        return Err(ApiError::not_found("this campaign asks no question"));
+    }
+    Ok(web::with_cache(
+        web::json(
+            StatusCode::OK,
+            &serde_json::json!({ "answers": app.gate.answers(&c) }),
+        ),
+        "no-store",
     ))
 }
 
@@ -155,29 +218,17 @@ pub async fn control(app: &App, id: &str, action: &str) -> Result<Resp, ApiError
         "resume" => Control::Active,
         _ => Control::Stopped,
     };
-    app.store
-        .set_control(&c.id, c.control)
-        .await
-        .map_err(store_failed)?;
+    app.store.set_control(&c.id, c.control).await?;
     live.set(c);
-    let mut view = super::campaign_view(app, &live, app.clock.now_ms(), true).await;
-    view["control"] = serde_json::json!(live.get().control);
+    let view = admin_view(app, &live, app.clock.now_ms()).await;
     Ok(web::json(StatusCode::OK, &view))
 }
 
 pub async fn stats(app: &App, id: &str) -> Result<Resp, ApiError> {
     let live = super::campaign(app, id)?;
     let c = live.get();
-    let snap = app
-        .ledger
-        .snapshot(&c.id)
-        .await
-        .map_err(|e| ApiError::unavailable(format!("stock ledger: {e}")))?;
-    let by_status = app
-        .store
-        .count_by_status(&c.id)
-        .await
-        .map_err(store_failed)?;
+    let snap = app.ledger.snapshot(&c.id).await?;
+    let by_status = app.store.count_by_status(&c.id).await?;
     let count = |s: OrderStatus| {
         by_status
             .iter()
@@ -211,10 +262,10 @@ pub async fn stats(app: &App, id: &str) -> Result<Resp, ApiError> {
             "orders_persisted": persisted,
             "orders_paid": count(OrderStatus::Paid),
             "orders_expired": count(OrderStatus::Expired),
-            "store_sold": app.store.sold(&c.id).await.map_err(store_failed)?,
-            "orders_dead_lettered": app.store.dead_letters(Some(&c.id)).await.map_err(store_failed)?,
+            "store_sold": app.store.sold(&c.id).await?,
+            "orders_dead_lettered": app.store.dead_letters(Some(&c.id)).await?,
             // Including records that did not decode, which name no campaign.
-            "dead_letters_total": app.store.dead_letters(None).await.map_err(store_failed)?,
+            "dead_letters_total": app.store.dead_letters(None).await?,
             "rejected": rejected,
         }),
     ))
@@ -276,8 +327,7 @@ pub async fn orders(app: &App, id: &str, query: Option<&str>) -> Result<Resp, Ap
     let first = app
         .store
         .orders_page(&campaign, None, EXPORT_PAGE_ROWS)
-        .await
-        .map_err(store_failed)?;
+        .await?;
     let store = std::sync::Arc::clone(&app.store);
     let content_type = if csv {
         "text/csv; charset=utf-8"

@@ -38,13 +38,122 @@ pub async fn campaign(app: &App, id: &str) -> Result<Resp, ApiError> {
 pub async fn grab(
     app: &Arc<App>,
     id: &str,
+    path_sig: Option<&str>,
     req: hyper::Request<Incoming>,
 ) -> Result<Resp, ApiError> {
-    let order_id = crate::funnel::grab(app, id, req).await?;
+    let order_id = crate::funnel::grab(app, id, path_sig, req).await?;
     Ok(web::json(
         StatusCode::ACCEPTED,
         &serde_json::json!({ "order_id": order_id, "status": "queued" }),
     ))
+}
+
+/// The campaign, once its state lets a buyer prepare a grab: from the start
+/// instant, not paused, ended or sold out (the local cache decides, as the
+/// funnel's state stage does), then the buyer's token.
+fn open_for(
+    app: &App,
+    id: &str,
+    headers: &http::HeaderMap,
+) -> Result<(Arc<engine::Campaign>, engine::UserId, u64), ApiError> {
+    let live = super::campaign(app, id)?;
+    let c = live.get();
+    let now = app.clock.now_ms();
+    engine::admit(&c, app.ledger.sold_out_hint(&c.id), now)?;
+    let user = app
+        .auth
+        .buyer(headers.get(AUTHORIZATION).map(|v| v.as_bytes()), now)?;
+    Ok((c, user, now))
+}
+
+/// `GET /api/v1/campaigns/{id}/grab-path`: where this buyer grabs, from the
+/// start instant on (425 before it).
+pub fn grab_path(app: &App, id: &str, headers: &http::HeaderMap) -> Result<Resp, ApiError> {
+    let (c, user, _) = open_for(app, id, headers)?;
+    Ok(web::with_cache(
+        web::json(
+            StatusCode::OK,
+            &serde_json::json!({ "grab_path": app.gate.grab_path(&c, &user) }),
+        ),
+        "private, no-store",
+    ))
+}
+
+/// `GET /api/v1/campaigns/{id}/quiz`: one question and its signed token.
+pub fn quiz(app: &App, id: &str, headers: &http::HeaderMap) -> Result<Resp, ApiError> {
+    let live = super::campaign(app, id)?;
+    if !live.get().quiz {
+        return Err(ApiError::not_found("this sale asks no question"));
+    }
+    let (c, user, now) = open_for(app, id, headers)?;
+    let (token, image_url) = app.gate.issue(&c, &user, now);
+    Ok(web::with_cache(
+        web::json(
+            StatusCode::OK,
+            &serde_json::json!({
+                "quiz_token": token,
+                "image_url": image_url,
+                "min_answer_ms": app.gate.settings.min_answer_ms,
+                "expires_in_ms": app.gate.settings.token_ttl_ms,
+            }),
+        ),
+        "private, no-store",
+    ))
+}
+
+/// Largest quiz image served (a bank image is a few KB).
+const QUIZ_IMAGE_BYTES_MAX: u64 = 256 * 1024;
+
+/// `GET /static/quiz/{image}`: a bank image, from the CDN folder; one this
+/// gateway has not rendered (another gateway ran the preload) is drawn now
+/// and kept, so any gateway can serve any question.
+pub async fn quiz_image(app: &App, file: &str) -> Result<Resp, ApiError> {
+    let missing = || ApiError::not_found("no such image");
+    if !crate::quiz::is_image_name(file) {
+        return Err(missing());
+    }
+    let path = app.gate.image_dir.join(file);
+    let bytes = match read_small(&path).await {
+        Some(b) => b,
+        None => {
+            let campaigns: Vec<_> = app
+                .registry
+                .all()
+                .iter()
+                .map(|l| l.get())
+                .filter(|c| {
+                    c.quiz && c.state(app.clock.now_ms(), false) != engine::CampaignState::Ended
+                })
+                .collect();
+            let Some((c, index)) = app.gate.find_image(&campaigns, file) else {
+                return Err(missing());
+            };
+            let bank = app.gate.bank(&c);
+            let dir = app.gate.image_dir.clone();
+            tokio::task::spawn_blocking(move || crate::quiz::render_one(&bank, &dir, index))
+                .await
+                .map_err(|_| ApiError::internal())?
+                .map_err(|e| {
+                    tracing::error!(error = %e, "rendering a quiz image");
+                    ApiError::unavailable("the image cannot be drawn right now")
+                })?
+        }
+    };
+    Ok(web::with_cache(
+        web::bytes(StatusCode::OK, "image/png", bytes::Bytes::from(bytes)),
+        "public, max-age=31536000, immutable",
+    ))
+}
+
+async fn read_small(path: &std::path::Path) -> Option<Vec<u8>> {
+    use tokio::io::AsyncReadExt;
+    let file = tokio::fs::File::open(path).await.ok()?;
+    let mut buf = Vec::new();
+    file.take(QUIZ_IMAGE_BYTES_MAX)
+        .read_to_end(&mut buf)
+        .await
+        .ok()?;
+    Some(buf)
 }
 
 /// The caller's own order; someone else's order looks exactly like a

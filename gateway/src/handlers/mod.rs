@@ -61,6 +61,7 @@ pub async fn campaign_view(
         "state": c.state(now_ms, sold_out),
         "remaining_hint": remaining,
         "quiz": c.quiz,
+        "hidden_path": c.hidden_path,
         "per_user_limit": c.per_user_limit,
         "payment_window_s": c.payment_window_s,
         "stock_buckets": c.stock_buckets,

@@ -282,6 +282,8 @@ pub async fn campaign(env: &ProdEnv, dir: &std::path::Path, id: &str, stock: u64
         ends_at_ms: field("ends_at_ms"),
         per_user_limit: 1,
         quiz: false,
+        quiz_questions: 0,
+        hidden_path: false,
         payment_window_s: 900,
         load_test: false,
         control: Control::Active,

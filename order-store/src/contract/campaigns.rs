@@ -13,6 +13,8 @@ pub async fn campaigns_round_trip_and_conflict_on_duplicate_id(
     let a = campaign("a", 10)?;
     let b = Campaign {
         quiz: true,
+        quiz_questions: 250,
+        hidden_path: true,
         load_test: true,
         per_user_limit: 3,
         control: Control::Paused,

@@ -136,6 +136,8 @@ pub(crate) fn campaign_from_row(row: &impl DbRow) -> Result<Campaign, StoreError
         ends_at_ms: get_u64(row, "ends_at_ms")?,
         per_user_limit: get_u32(row, "per_user_limit")?,
         quiz: row.flag("quiz")?,
+        quiz_questions: get_u32(row, "quiz_questions")?,
+        hidden_path: row.flag("hidden_path")?,
         payment_window_s: get_u32(row, "payment_window_s")?,
         load_test: row.flag("load_test")?,
         control: Control::parse(&control)
@@ -205,7 +207,8 @@ impl<'a> OrderRow<'a> {
 
 /// The campaign columns in insertion order, shared by insert and select.
 pub(crate) const CAMPAIGN_COLUMNS: &str = "id, title, price_cents, stock_total, starts_at_ms, \
-     ends_at_ms, per_user_limit, quiz, payment_window_s, load_test, control, stock_buckets";
+     ends_at_ms, per_user_limit, quiz, payment_window_s, load_test, control, stock_buckets, \
+     quiz_questions, hidden_path";
 
 /// The order columns read back into an [`Order`].
 pub(crate) const ORDER_COLUMNS: &str =

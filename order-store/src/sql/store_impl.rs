@@ -19,7 +19,7 @@ macro_rules! impl_sql_store {
                 // first generation; the column default only serves the rows
                 // that existed before the column did.
                 let sql = format!(
-                    "INSERT INTO campaigns ({}, ledger_gen) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "INSERT INTO campaigns ({}, ledger_gen) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     rows::CAMPAIGN_COLUMNS
                 );
                 let result = sqlx::query(&sql)
@@ -35,6 +35,8 @@ macro_rules! impl_sql_store {
                     .bind(c.load_test)
                     .bind(c.control.as_str())
                     .bind(i64::from(c.stock_buckets.unwrap_or(0)))
+                    .bind(i64::from(c.quiz_questions))
+                    .bind(c.hidden_path)
                     .bind(to_i64(engine::ports::FIRST_LEDGER_GENERATION, "ledger_gen")?)
                     .execute(&self.pool)
                     .await;
