@@ -65,9 +65,9 @@ SECRET=${SECKILL_FUNNEL_SECRET:-$SECKILL_JWT_SECRET}
 "$FIXTURES_BIN" "$SECRET" "$F" "$NOW" 1000 150000 < "$OUT/users.tsv" > "$OUT/fixtures.tsv"
 sleep 1.1  # an answer counts from 1 s after its question
 echo "== [$PROFILE] full funnel: hidden path + quiz (signature, age, answer, single use), then reserve + append + 202"
-WRK_THREADS=2 FIXTURES=$OUT/fixtures.tsv wrk -t2 -c256 -d5s --latency -s scripts/wrk-funnel.lua http://127.0.0.1:18080 | grep -E "Requests/sec|status|p50|Latency|99%"
+WRK_THREADS=2 FIXTURES=$OUT/fixtures.tsv wrk -t2 -c256 -d3s --latency -s scripts/wrk-funnel.lua http://127.0.0.1:18080 | grep -E "Requests/sec|status|p50|Latency|99%"
 echo "== [$PROFILE] plain grab, same load (reserve + append + 202)"
-TOKENS=$OUT/tokens.txt CAMPAIGN=$P wrk -t2 -c256 -d5s --latency -s scripts/wrk-grab.lua http://127.0.0.1:18080 | grep -E "Requests/sec|status|p50|Latency|99%"
+TOKENS=$OUT/tokens.txt CAMPAIGN=$P wrk -t2 -c256 -d3s --latency -s scripts/wrk-grab.lua http://127.0.0.1:18080 | grep -E "Requests/sec|status|p50|Latency|99%"
 echo "== [$PROFILE] GET quiz (a question and its signed token)"
 QT=$(head -1 "$OUT/tokens.txt")
 wrk -t2 -c256 -d5s --latency -H "Authorization: Bearer $QT" "http://127.0.0.1:18080/api/v1/campaigns/$F/quiz" | grep -E "Requests/sec|Latency|99%|Non-2xx"

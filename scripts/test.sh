@@ -6,6 +6,10 @@ cd "$(dirname "$0")/.."
 
 echo "== services (Redis, Redis Cluster, MariaDB, Kafka-API broker)"
 bash scripts/services.sh up
+echo "== browser (Debian chromium + chromedriver, playwright-core)"
+bash scripts/install-browser.sh
+echo "== buyer page against a stand-in server"
+node --test scripts/browser/page.test.mjs
 # Test data of earlier runs: the cluster is ours alone (tests only), so it is
 # emptied; on the shared Redis only the tests' own keys are removed.
 for port in 7000 7001 7002; do redis-cli -h 127.0.0.1 -p "$port" flushall >/dev/null; done

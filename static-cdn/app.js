@@ -1,4 +1,4 @@
-// Buyer item page: token, clock sync, campaign state, countdown, grab, order polling.
+// Buyer item page: token, clock sync, campaign state, countdown, grab path, quiz, grab, order polling.
 // Plain ES2020, no dependencies, no inline code (CSP `default-src 'self'` friendly).
 'use strict';
 (() => {
@@ -7,13 +7,18 @@
     title: $('title'), price: $('price'), stockTotal: $('stock-total'), state: $('state'),
     remaining: $('remaining'), startsAt: $('starts-at'), endsAt: $('ends-at'), cdWrap: $('countdown-wrap'),
     cd: $('countdown'), clockNote: $('clock-note'), grab: $('grab'), hint: $('hint'), result: $('result'),
-    check: $('check-order') };
+    check: $('check-order'), quiz: $('quiz'), quizImage: $('quiz-image'), quizLoading: $('quiz-loading'),
+    answer: $('quiz-answer'), quizRefresh: $('quiz-refresh'), quizNote: $('quiz-note') };
   const campaignId = (document.body.dataset.campaignId || '').trim();
   const TOKEN_KEY = 'seckill.buyer_token';
+  const QUIZ_MIN_MS = 1000; // the server's default; a quiz answer may carry its own `min_answer_ms`
+  const QUIZ_TTL_MS = 60000; // likewise `expires_in_ms`
   const STATE_TEXT = {
     scheduled: 'Not started yet', live: 'Live: grab now!', sold_out: 'Sold out',
     paused: 'Paused by the shop', ended: 'Ended',
   };
+  // One sentence per error code the buyer endpoints can answer (README's table); anything else shows
+  // the server's own message.
   const ERROR_TEXT = {
     already_bought: 'You already have an order for this item (one per buyer).',
     sold_out: 'Sorry, it is sold out.',
@@ -24,10 +29,24 @@
     overloaded: 'The shop is very busy right now. Please try again in a moment.',
     unavailable: 'The shop is briefly unavailable. Please try again in a moment.',
     unauthorized: 'Your buyer token was not accepted. Please paste a valid token.',
-    bad_request: 'The request was not understood. Reload the page and try again.',
-    quiz_failed: 'The quiz answer was not accepted. Reload the page and try again.',
+    bad_request: 'The request was not understood. Please try again; reload the page if it keeps happening.',
+    quiz_failed: 'Your answer was not accepted.',
     campaign_not_found: 'This sale does not exist.',
+    not_found: 'The shop did not accept this purchase link. Getting a fresh one: please try again in a moment.',
+    forbidden: 'The shop does not allow this purchase from your account right now.',
+    payload_too_large: 'The request was too large for the shop. Please try again; reload the page if it keeps happening.',
+    method_not_allowed: 'The shop did not accept this kind of request. Getting a fresh purchase link: please try again.',
+    internal: 'Something went wrong at the shop. Please try again in a moment.',
+    too_many_campaigns: 'The shop cannot run this sale right now. Please try again later.',
+    needs_reconcile: 'The shop is checking this sale\u2019s stock. Please try again later.',
+    campaign_stopped: 'This sale was stopped by the shop.',
+    order_not_found: 'This order was not found.',
+    order_not_confirmed: 'Your order is not confirmed yet. Please wait a moment.',
+    order_expired: 'This order expired: it was not paid in time.',
+    order_cancelled: 'This order was cancelled.',
   };
+  // Codes whose server message adds something the buyer needs (why a quiz answer failed, what was refused).
+  const WITH_DETAIL = new Set(['quiz_failed', 'forbidden', 'bad_request']);
 
   const mem = {}; // fallback when sessionStorage is unavailable
   const store = {
@@ -44,6 +63,17 @@
   let startRefreshDone = false;
   let netNote = ''; // shown while the campaign cannot be loaded
   let finalState = null; // sold_out / ended learnt from a grab answer beats a cached campaign
+  let lastResync = 0; // local ms of the last clock re-sync caused by a not_started answer
+
+  // The funnel, fetched from the start instant: the grab path (per buyer, maybe secret) and, for quiz
+  // campaigns, one question at a time. Every answer attempt spends the question.
+  let grabPath = null; // same-origin path to POST the grab to
+  let pathBusy = false, pathRetryAt = 0, pathStreak = 0;
+  let quiz = null; // { token, image, answerableAt, staleAt } (local ms)
+  let quizBusy = false, quizRetryAt = 0, quizStreak = 0, quizNote = '', lastQuizAsk = 0;
+  let liveSeenAt = 0; // local ms when the page first saw the sale live (spreads the first fetches)
+  let prepNote = ''; // why the grab path is not there yet
+  let epoch = 0; // bumped when the buyer changes: answers for an earlier buyer are dropped
 
   const serverNow = () => Date.now() + offset;
   const jitter = (base, spread) => base + Math.random() * spread;
@@ -51,17 +81,34 @@
   const fmtTime = (ms) => new Date(ms).toLocaleString(undefined, { dateStyle: 'medium', timeStyle: 'medium' });
   const fmtCents = (c) => Math.floor(c / 100) + '.' + String(c % 100).padStart(2, '0');
   const setText = (node, text) => { if (node.textContent !== text) node.textContent = text; };
-  const say = (text, kind) => { el.result.textContent = text; el.result.dataset.kind = kind || 'info'; };
+  const say = (text, kind, orderId) => {
+    el.result.textContent = text;
+    el.result.dataset.kind = kind || 'info';
+    if (orderId) el.result.dataset.orderId = orderId; else delete el.result.dataset.orderId;
+  };
+  const errorText = (code, body, status) => {
+    const msg = typeof body.message === 'string' ? body.message.trim() : '';
+    const known = ERROR_TEXT[code];
+    if (!known) return msg || 'Something went wrong (HTTP ' + status + ').';
+    return WITH_DETAIL.has(code) && msg ? known + ' ' + msg.charAt(0).toUpperCase() + msg.slice(1).replace(/\.?$/, '.') : known;
+  };
+  // A path on this page's own origin (the CSP allows nothing else), or null.
+  const sameOriginPath = (p) => {
+    if (typeof p !== 'string' || !p.startsWith('/') || p.startsWith('//') || p.includes('\\')) return null;
+    try { return new URL(p, location.href).origin === location.origin ? p : null; } catch (_) { return null; }
+  };
 
-  async function api(path, opts = {}, timeoutMs = 8000) {
+  async function request(url, opts = {}, timeoutMs = 8000) {
     const ctl = new AbortController();
     const timer = setTimeout(() => ctl.abort(), timeoutMs);
     try {
-      const res = await fetch('/api/v1' + path, Object.assign({ signal: ctl.signal, credentials: 'omit' }, opts));
+      const res = await fetch(url, Object.assign({ signal: ctl.signal, credentials: 'omit' }, opts));
       const body = await res.json().catch(() => null);
-      return { status: res.status, body: body || {}, headers: res.headers };
+      return { status: res.status, body: body && typeof body === 'object' ? body : {}, headers: res.headers };
     } finally { clearTimeout(timer); }
   }
+  const api = (path, opts, timeoutMs) => request('/api/v1' + path, opts, timeoutMs);
+  const campaignPath = () => '/campaigns/' + encodeURIComponent(campaignId);
   const authHeaders = () => ({ Authorization: 'Bearer ' + token });
   const orderKey = () => 'seckill.order.' + campaignId + '.' + ((jwtPayload(token || '') || {}).sub || '');
 
@@ -88,6 +135,10 @@
   function setToken(t) {
     token = t;
     if (t) store.set(TOKEN_KEY, t); else store.del(TOKEN_KEY);
+    // The grab path and the question belong to one buyer.
+    epoch++;
+    grabPath = null; pathRetryAt = 0; pathStreak = 0; prepNote = '';
+    dropQuiz(); quizRetryAt = 0; quizStreak = 0; quizNote = '';
     renderAccount();
     render();
   }
@@ -129,11 +180,17 @@
       el.clockNote.textContent = 'Could not sync the clock with the shop; using this device\u2019s clock.';
     }
   }
+  // The server said "not started" although our clock says it has: re-sync, at most every 5 s.
+  function resyncSoon() {
+    if (Date.now() - lastResync < 5000) return;
+    lastResync = Date.now();
+    syncClock(2);
+  }
 
   // ---- 3. campaign ------------------------------------------------------
   async function refreshCampaign() {
     try {
-      const r = await api('/campaigns/' + encodeURIComponent(campaignId));
+      const r = await api(campaignPath());
       if (r.status === 200) { campaign = r.body; netNote = ''; renderCampaign(); return true; }
       netNote = r.status === 404 ? 'This sale does not exist.' : 'The shop is busy; retrying…';
     } catch (_) {
@@ -168,8 +225,140 @@
     if (s === 'scheduled' && now >= campaign.starts_at_ms) return 'live';
     return s;
   }
+  const hasQuiz = () => !!(campaign && campaign.quiz === true);
 
-  // ---- 4. countdown and button -------------------------------------------
+  // ---- 4. grab path and quiz (from the start instant) ------------------------
+  // Backoff for a refused or failed preparation request; also applies what the refusal teaches.
+  function prepFailure(r, streak) {
+    const spread = Math.min(1000 * streak, 8000);
+    if (!r) return jitter(1000, spread);
+    const code = r.body.code || '';
+    if (code === 'not_started' || r.status === 425) { resyncSoon(); return jitter(300, 500); }
+    if (code === 'rate_limited' || r.status === 429) return retryAfterMs(r.headers) + jitter(0, 300);
+    if (code === 'unauthorized' || r.status === 401) {
+      setToken(null); say(ERROR_TEXT.unauthorized, 'error'); return 0;
+    }
+    if (code === 'sold_out' || code === 'ended' || code === 'campaign_stopped') {
+      finalState = code === 'sold_out' ? 'sold_out' : 'ended'; done = true; dropQuiz();
+      say(ERROR_TEXT[code], 'error'); return 0;
+    }
+    if (code === 'already_bought') { done = true; dropQuiz(); say(ERROR_TEXT.already_bought, 'info'); return 0; }
+    if (code === 'paused') { if (campaign) campaign.state = 'paused'; return jitter(2000, 1000); }
+    if (r.status === 503 && r.headers.get('Retry-After')) return retryAfterMs(r.headers) + jitter(0, spread);
+    return jitter(1000, spread);
+  }
+
+  async function fetchGrabPath() {
+    pathBusy = true;
+    const mine = epoch;
+    let r;
+    try {
+      r = await api(campaignPath() + '/grab-path', { headers: authHeaders(), cache: 'no-store' }, 6000);
+    } catch (_) { r = null; }
+    pathBusy = false;
+    if (mine !== epoch) return;
+    const code = r ? r.body.code || '' : '';
+    if (r && r.status === 200 && sameOriginPath(r.body.grab_path)) {
+      grabPath = r.body.grab_path; pathStreak = 0; prepNote = '';
+    } else if (r && r.status === 404 && code === 'not_found') {
+      // An older server without grab-path: the plain grab is the path.
+      grabPath = '/api/v1' + campaignPath() + '/grab'; pathStreak = 0; prepNote = '';
+    } else {
+      pathStreak = Math.min(pathStreak + 1, 8);
+      pathRetryAt = Date.now() + prepFailure(r, pathStreak);
+      if (!r) prepNote = 'Connection problem while getting your purchase link; retrying…';
+      else if (r.status === 200) prepNote = 'The shop sent an unusable purchase link; retrying…';
+      else if (code === 'not_started' || r.status === 425) prepNote = 'Opening the sale…';
+      else prepNote = errorText(code, r.body, r.status) + ' Retrying…';
+    }
+    render();
+  }
+
+  function dropQuiz() {
+    quiz = null;
+    if (el.quizImage.hasAttribute('src')) el.quizImage.removeAttribute('src');
+    el.answer.value = '';
+  }
+  // `why`: shown under the new question (e.g. that the previous one expired).
+  async function fetchQuiz(why = '') {
+    quizBusy = true;
+    lastQuizAsk = Date.now();
+    dropQuiz();
+    render();
+    const mine = epoch;
+    let r;
+    try {
+      r = await api(campaignPath() + '/quiz', { headers: authHeaders(), cache: 'no-store' }, 6000);
+    } catch (_) { r = null; }
+    const got = Date.now();
+    quizBusy = false;
+    if (mine !== epoch) return;
+    const code = r ? r.body.code || '' : '';
+    const image = r && r.status === 200 ? sameOriginPath(r.body.image_url) : null;
+    if (image && typeof r.body.quiz_token === 'string' && r.body.quiz_token) {
+      const num = (v, dflt) => (Number.isFinite(v) && v >= 0 ? v : dflt);
+      const minMs = num(r.body.min_answer_ms, QUIZ_MIN_MS);
+      const ttlMs = num(r.body.expires_in_ms, QUIZ_TTL_MS);
+      quiz = {
+        token: r.body.quiz_token,
+        image,
+        // Counted from when the question arrived, which is after the server issued it, plus a margin
+        // for clock granularity: an answer sent then is never "too fast".
+        answerableAt: got + minMs + 50,
+        // Fetch the next one a little before the server would call this one expired.
+        staleAt: got + Math.max(minMs + 1000, ttlMs - Math.min(3000, ttlMs / 10)),
+      };
+      quizStreak = 0; quizNote = why;
+      el.answer.value = '';
+      el.quizImage.src = image;
+    } else {
+      quizStreak = Math.min(quizStreak + 1, 8);
+      quizRetryAt = Date.now() + prepFailure(r, quizStreak);
+      if (!r) quizNote = 'Connection problem while loading the question; retrying…';
+      else if (r.status === 200) quizNote = 'The shop sent an unusable question; retrying…';
+      else if (code === 'not_started' || r.status === 425) quizNote = 'Opening the sale…';
+      else if (r.status === 404 && code === 'not_found') {
+        quizNote = 'The shop does not offer the question right now; retrying…';
+        quizRetryAt = Date.now() + jitter(5000, 5000);
+      } else quizNote = errorText(code, r.body, r.status) + ' Retrying…';
+    }
+    render();
+  }
+  el.quizImage.addEventListener('error', () => {
+    // The picture did not load: ask for another question shortly (backoff grows).
+    if (!quiz || el.quizImage.getAttribute('src') !== quiz.image) return;
+    dropQuiz();
+    quizStreak = Math.min(quizStreak + 1, 8);
+    quizRetryAt = Date.now() + jitter(500, 1000 * quizStreak);
+    quizNote = 'The picture did not load; getting another question…';
+    render();
+  });
+  el.quizImage.addEventListener('load', render);
+  el.quizRefresh.addEventListener('click', () => {
+    if (quizBusy || inFlight || Date.now() - lastQuizAsk < 1000) return;
+    quizRetryAt = 0;
+    quizNote = '';
+    fetchQuiz();
+    el.answer.focus();
+  });
+  el.answer.addEventListener('keydown', (ev) => {
+    if (ev.key === 'Enter') { ev.preventDefault(); grab(); }
+  });
+
+  // Called on every tick: starts whatever fetch the funnel is missing, once the sale is live.
+  function prepare() {
+    if (!token || done || inFlight || !campaign || effectiveState() !== 'live') return;
+    const now = Date.now();
+    // Spread the first fetches of a crowd over 0.25 s after the start instant.
+    if (!liveSeenAt) liveSeenAt = now + jitter(0, 250);
+    if (now < liveSeenAt) return;
+    if (!grabPath && !pathBusy && now >= pathRetryAt) fetchGrabPath();
+    if (!hasQuiz() || quizBusy || document.hidden) return;
+    if (quiz && now >= quiz.staleAt) { dropQuiz(); quizRetryAt = 0; fetchQuiz('The previous question expired; here is a new one.'); return; }
+    if (!quiz && now >= quizRetryAt) fetchQuiz();
+  }
+
+  // ---- 5. countdown and button -------------------------------------------
   function fmtCountdown(ms) {
     const t = Math.max(0, Math.floor(ms / 100));
     const p2 = (n) => String(n).padStart(2, '0');
@@ -191,26 +380,52 @@
     if (state) setText(el.state, STATE_TEXT[state] || state);
     el.state.dataset.state = state || '';
 
+    const local = Date.now();
+    const quizOn = hasQuiz() && !!token && !done && state === 'live';
     let enabled = false, hint = '';
-    const waitS = Math.ceil((blockedUntil - Date.now()) / 1000);
+    const waitS = Math.ceil((blockedUntil - local) / 1000);
     if (!campaignId || campaignId.includes('{{')) hint = 'This page must be opened through the shop (no campaign id).';
     else if (!campaign) hint = netNote || 'Loading the sale…';
     else if (done && !finalState) hint = 'You already have an order for this sale.';
     else if (inFlight) hint = 'Sending your request…';
-    else if (state === 'scheduled') hint = 'The button unlocks when the countdown reaches zero.';
-    else if (state === 'sold_out') hint = 'Sold out. Thank you for taking part.';
+    else if (state === 'scheduled') {
+      hint = 'The button unlocks when the countdown reaches zero.' +
+        (hasQuiz() ? ' You will then type a few characters from a picture.' : '');
+    } else if (state === 'sold_out') hint = 'Sold out. Thank you for taking part.';
     else if (state === 'ended') hint = 'This sale has ended.';
     else if (state === 'paused') hint = 'The sale is paused. Please wait.';
     else if (state !== 'live') hint = 'The sale is not open.';
     else if (!token) hint = 'Paste your buyer token above to grab.';
-    else if (waitS > 0) hint = 'You can try again in ' + waitS + ' s.';
-    else enabled = true;
+    else if (!grabPath) hint = prepNote || 'Getting your purchase link…';
+    else if (quizOn && !quiz) hint = 'Loading the question…';
+    else {
+      // Whole seconds left, not counting the 50 ms margin (so a 1 s minimum reads "1 s", never "2 s").
+      const quizLeft = quizOn ? quiz.answerableAt - local : 0;
+      const quizWaitS = quizLeft > 0 ? Math.max(1, Math.ceil((quizLeft - 50) / 1000)) : 0;
+      if (quizWaitS > 0 && quizWaitS >= waitS) hint = 'You can answer in ' + quizWaitS + ' s.';
+      else if (waitS > 0) hint = 'You can try again in ' + waitS + ' s.';
+      else {
+        enabled = true;
+        if (quizOn) hint = 'Type the characters shown, then press Grab.';
+      }
+    }
     el.grab.disabled = !enabled;
     setText(el.grab, inFlight ? 'Sending…' : 'Grab');
     setText(el.hint, hint);
-  }
 
-  // ---- 5. grab ------------------------------------------------------------
+    el.quiz.hidden = !quizOn;
+    if (quizOn) {
+      el.quizLoading.hidden = !!(quiz && el.quizImage.complete && el.quizImage.naturalWidth > 0);
+      setText(el.quizLoading, quiz ? 'Loading the picture…' : 'Loading the question…');
+      el.quizImage.hidden = !quiz;
+      el.answer.disabled = !quiz || inFlight;
+      el.quizRefresh.disabled = quizBusy || inFlight;
+      setText(el.quizNote, quizNote);
+    }
+  }
+  function tick() { prepare(); render(); }
+
+  // ---- 6. grab ------------------------------------------------------------
   function retryAfterMs(headers) {
     const v = headers.get('Retry-After');
     if (!v) return 1000;
@@ -220,17 +435,38 @@
     return Number.isFinite(at) ? Math.max(0, at - Date.now()) : 1000;
   }
   async function grab() {
-    if (inFlight || el.grab.disabled || !token) return;
+    if (inFlight || el.grab.disabled || !token || !grabPath) return;
+    const quizOn = hasQuiz();
+    let body = '{}';
+    if (quizOn) {
+      if (!quiz) return;
+      const answer = el.answer.value.trim();
+      if (!answer) {
+        say('Type the characters shown in the picture first.', 'warn');
+        el.answer.focus();
+        return;
+      }
+      body = JSON.stringify({ quiz_token: quiz.token, answer });
+    }
     inFlight = true;
+    quizNote = '';
+    const mine = epoch;
     render();
     say('Sending your request…');
     let r;
     try {
-      r = await api('/campaigns/' + encodeURIComponent(campaignId) + '/grab', { method: 'POST', cache: 'no-store',
-        headers: Object.assign({ 'Content-Type': 'application/json' }, authHeaders()), body: '{}' }, 10000);
+      r = await request(grabPath, { method: 'POST', cache: 'no-store',
+        headers: Object.assign({ 'Content-Type': 'application/json' }, authHeaders()), body }, 10000);
     } catch (_) { r = null; }
     inFlight = false;
+    if (mine !== epoch) { render(); return; }
+    // Any answer attempt spends the question, whatever the outcome.
+    if (quizOn) dropQuiz();
     handleGrab(r);
+    if (quizOn && !done) {
+      // The next question arrives about when the buyer may send again, so it does not expire meanwhile.
+      quizRetryAt = Math.max(Date.now() + jitter(100, 200), blockedUntil - QUIZ_MIN_MS);
+    }
     render();
   }
   function handleGrab(r) {
@@ -242,10 +478,12 @@
     const b = r.body;
     if (r.status === 202 && b.order_id) { busyStreak = 0; startOrder(String(b.order_id)); return; }
     const code = b.code || '';
-    const msg = ERROR_TEXT[code] || b.message || 'Something went wrong (HTTP ' + r.status + ').';
+    const msg = errorText(code, b, r.status);
     if (code === 'already_bought') { done = true; say(msg, 'info'); return; }
-    if (code === 'sold_out' || code === 'ended' || code === 'paused') {
-      if (code === 'paused') { if (campaign) campaign.state = code; } else { finalState = code; done = true; }
+    if (code === 'sold_out' || code === 'ended' || code === 'campaign_stopped' || code === 'paused') {
+      if (code === 'paused') { if (campaign) campaign.state = code; } else {
+        finalState = code === 'sold_out' ? 'sold_out' : 'ended'; done = true;
+      }
       say(msg, code === 'paused' ? 'warn' : 'error');
       return;
     }
@@ -256,32 +494,48 @@
       if (b.order_id) { startOrder(String(b.order_id)); return; }
       busyStreak = Math.min(busyStreak + 1, 4);
       blockedUntil = Date.now() + jitter(1000 * busyStreak, 1500 * busyStreak);
+    } else if (code === 'internal' || r.status >= 500) {
+      busyStreak = Math.min(busyStreak + 1, 4);
+      blockedUntil = Date.now() + jitter(1500 * busyStreak, 1500 * busyStreak);
     } else if (code === 'not_started') {
       blockedUntil = Date.now() + jitter(500, 700);
-      syncClock(2);
+      resyncSoon();
+      setTimeout(refreshCampaign, jitter(200, 400));
+    } else if (code === 'not_found' || code === 'forbidden' || code === 'method_not_allowed') {
+      // The grab path was not accepted (a stale or foreign link): fetch it again before the next try.
+      grabPath = null;
+      pathRetryAt = Date.now() + jitter(200, 400);
+      blockedUntil = Date.now() + jitter(500, 500);
+    } else if (code === 'too_many_campaigns' || code === 'needs_reconcile') {
+      blockedUntil = Date.now() + jitter(5000, 5000);
+    } else if (code === 'campaign_not_found') {
+      blockedUntil = Date.now() + jitter(5000, 5000);
       setTimeout(refreshCampaign, jitter(200, 400));
     }
-    say(msg, r.status >= 500 || r.status === 429 ? 'warn' : 'error');
+    // Every attempt spends the question; the page fetches the next one by itself.
+    const next = hasQuiz() && !done && token ? ' A new question is shown above.' : '';
+    say(msg + next, r.status >= 500 || r.status === 429 ? 'warn' : 'error');
   }
   el.grab.addEventListener('click', grab);
 
-  // ---- 6. order polling ---------------------------------------------------
+  // ---- 7. order polling ---------------------------------------------------
   function startOrder(orderId) {
     done = true;
+    dropQuiz();
     store.set(orderKey(), orderId);
-    say('Queued, order ' + orderId + '. Waiting for confirmation…', 'info');
+    say('Got it! Order ' + orderId + ' is queued. Waiting for confirmation…', 'success', orderId);
     pollOrder(orderId);
   }
   function showOrder(o) {
     const id = String(o.order_id);
     const payBy = o.pay_by_ms ? fmtTime(o.pay_by_ms) : 'the deadline';
     switch (o.status) {
-      case 'queued': say('Your order is queued (order ' + id + '). Waiting for confirmation…', 'info'); return false;
-      case 'confirmed': say('You won! Order ' + id + '. Pay by ' + payBy + '.', 'success'); return true;
-      case 'paid': say('Order ' + id + ' is paid. Enjoy!', 'success'); return true;
-      case 'cancelled': say('Order ' + id + ' was cancelled.', 'error'); return true;
-      case 'expired': say('Order ' + id + ' expired: it was not paid in time.', 'error'); return true;
-      default: say('Order ' + id + ': ' + String(o.status), 'info'); return true;
+      case 'queued': say('Got it! Order ' + id + ' is queued. Waiting for confirmation…', 'success', id); return false;
+      case 'confirmed': say('You won! Order ' + id + '. Pay by ' + payBy + '.', 'success', id); return true;
+      case 'paid': say('Order ' + id + ' is paid. Enjoy!', 'success', id); return true;
+      case 'cancelled': say('Order ' + id + ' was cancelled.', 'error', id); return true;
+      case 'expired': say('Order ' + id + ' expired: it was not paid in time.', 'error', id); return true;
+      default: say('Order ' + id + ': ' + String(o.status), 'info', id); return true;
     }
   }
   async function pollOrder(orderId, tries = 60) {
@@ -303,7 +557,7 @@
     polling = false;
     if (!final && !stop && token) {
       el.check.hidden = false;
-      say('Order ' + orderId + ' is still being processed. Check again in a little while.', 'warn');
+      say('Order ' + orderId + ' is still being processed. Check again in a little while.', 'warn', orderId);
     }
   }
   function resumeOrder() {
@@ -317,12 +571,12 @@
 
   // ---- start ----------------------------------------------------------------
   document.addEventListener('visibilitychange', () => {
-    if (!document.hidden) { syncClock(2).then(refreshCampaign); renderAccount(); }
+    if (!document.hidden) { syncClock(2).then(refreshCampaign); renderAccount(); tick(); }
   });
   setToken(tokenFromFragment() || store.get(TOKEN_KEY));
   if (!campaignId || campaignId.includes('{{')) { render(); return; }
   resumeOrder();
   syncClock(3).then(() => { renderAccount(); campaignLoop(); });
-  setInterval(render, 100);
+  setInterval(tick, 100);
   setInterval(() => syncClock(3), 60000);
 })();

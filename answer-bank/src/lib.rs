@@ -343,7 +343,8 @@ impl Bank {
     ///
     /// * `threads == 0` means one thread; more threads than images are not
     ///   started.
-    /// * Each image is written to `<name>.tmp-<thread>`, flushed to disk
+    /// * Each image is written to `<name>.tmp-<pid>-<thread>` (so processes rendering into one
+    ///   shared folder never rename each other's half-written files), flushed to disk
     ///   (`fsync`) and renamed to `<name>`, so a name only ever holds a whole
     ///   image, even after a crash. The directory is synced at the end.
     /// * A non-empty regular file already under a name is kept, not
@@ -443,7 +444,7 @@ impl Bank {
             Err(error) => return Err(error),
         }
         let png = self.try_render_png(index)?;
-        let tmp = dir.join(format!("{name}.tmp-{thread}"));
+        let tmp = dir.join(format!("{name}.tmp-{}-{thread}", std::process::id()));
         let result = write_synced(&tmp, &png).and_then(|()| fs::rename(&tmp, &path));
         if result.is_err() {
             // Best effort: the error that matters is the one returned.
