@@ -10,6 +10,10 @@ pub const STOCK_MAX: u64 = 10_000_000;
 pub const PER_USER_LIMIT_MAX: u32 = 100;
 /// Longest title, in characters.
 pub const TITLE_LEN_MAX: usize = 200;
+/// Largest price and instant a campaign may carry: the stores hold them as
+/// signed 64-bit integers, so larger values are refused here, as bad input,
+/// rather than failing in a store.
+pub const INT_FIELD_MAX: u64 = i64::MAX as u64;
 /// Most ledger buckets one campaign's stock may be split into.
 pub const STOCK_BUCKETS_MAX: u32 = 64;
 /// Default time a winner has to pay, in seconds.
@@ -51,8 +55,10 @@ pub struct CampaignSpec {
 /// Why a campaign spec was refused; each message names the field.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SpecError {
-    #[error("title must be 1 to {TITLE_LEN_MAX} characters")]
+    #[error("title must be 1 to {TITLE_LEN_MAX} characters, without control or bidirectional-override characters")]
     Title,
+    #[error("{0} must be at most {INT_FIELD_MAX}")]
+    TooLarge(&'static str),
     #[error("stock must be between 1 and {STOCK_MAX}")]
     Stock,
     #[error("ends_at_ms must be after starts_at_ms")]
@@ -144,8 +150,20 @@ impl CampaignSpec {
     /// Validates the spec; `fallback_id` is used when the operator gave none.
     pub fn validate(self, fallback_id: CampaignId) -> Result<Campaign, SpecError> {
         let title = self.title.trim().to_string();
-        if title.is_empty() || title.chars().count() > TITLE_LEN_MAX {
+        if title.is_empty()
+            || title.chars().count() > TITLE_LEN_MAX
+            || title.chars().any(is_hostile_char)
+        {
             return Err(SpecError::Title);
+        }
+        for (field, value) in [
+            ("price_cents", self.price_cents),
+            ("starts_at_ms", self.starts_at_ms),
+            ("ends_at_ms", self.ends_at_ms),
+        ] {
+            if value > INT_FIELD_MAX {
+                return Err(SpecError::TooLarge(field));
+            }
         }
         if self.stock == 0 || self.stock > STOCK_MAX {
             return Err(SpecError::Stock);
@@ -191,6 +209,13 @@ impl CampaignSpec {
             stock_buckets: self.stock_buckets,
         })
     }
+}
+
+/// Characters a title must not hold: control characters (they break logs,
+/// CSV exports and terminals) and bidirectional overrides and isolates
+/// (they make a title display as something else).
+fn is_hostile_char(c: char) -> bool {
+    c.is_control() || matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
 }
 
 impl Campaign {
@@ -280,6 +305,34 @@ pub(crate) mod tests {
                 SpecError::Title,
             ),
             (CampaignSpec { stock: 0, ..spec() }, SpecError::Stock),
+            (
+                CampaignSpec {
+                    title: "bell\u{7}".into(),
+                    ..spec()
+                },
+                SpecError::Title,
+            ),
+            (
+                CampaignSpec {
+                    title: "a\u{202E}b".into(),
+                    ..spec()
+                },
+                SpecError::Title,
+            ),
+            (
+                CampaignSpec {
+                    price_cents: INT_FIELD_MAX + 1,
+                    ..spec()
+                },
+                SpecError::TooLarge("price_cents"),
+            ),
+            (
+                CampaignSpec {
+                    ends_at_ms: u64::MAX,
+                    ..spec()
+                },
+                SpecError::TooLarge("ends_at_ms"),
+            ),
             (
                 CampaignSpec {
                     stock: STOCK_MAX + 1,
