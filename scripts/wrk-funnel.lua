@@ -9,12 +9,7 @@ for line in io.lines(os.getenv("FIXTURES") or "fixtures.tsv") do
   local token, path, body = line:match("^([^\t]+)\t([^\t]+)\t(.+)$")
   lines[#lines + 1] = { token, path, body }
 end
-local threads = {}
-
-function setup(thread)
-  thread:set("id", #threads)
-  table.insert(threads, thread)
-end
+dofile((os.getenv("WRK_SCRIPTS") or "scripts") .. "/wrk-report.lua")
 
 function init(args)
   statuses = {}
@@ -29,23 +24,4 @@ function request()
     ["Authorization"] = "Bearer " .. l[1],
     ["Content-Type"] = "application/json",
   }, l[3])
-end
-
-function response(status, headers, body)
-  statuses[status] = (statuses[status] or 0) + 1
-end
-
-function done(summary, latency, requests)
-  local total = {}
-  for _, thread in ipairs(threads) do
-    local s = thread:get("statuses")
-    for k, v in pairs(s) do
-      total[k] = (total[k] or 0) + v
-    end
-  end
-  for k, v in pairs(total) do
-    io.write(string.format("status %d: %d\n", k, v))
-  end
-  io.write(string.format("p50 %.2f ms, p99 %.2f ms, max %.2f ms\n",
-    latency:percentile(50) / 1000, latency:percentile(99) / 1000, latency.max / 1000))
 end

@@ -83,7 +83,7 @@
 use std::fs;
 use std::io::{self, Write};
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, PoisonError};
 
 use captcha::filters::{Dots, Noise, Wave};
@@ -429,6 +429,19 @@ impl Bank {
             sync_dir(dir)?;
         }
         Ok(report)
+    }
+
+    /// Question `index`'s image in `dir`, drawn and written there first if
+    /// it is missing (written as `render_all` writes: temp name, fsync,
+    /// rename; a file already there wins). For a server asked for an image
+    /// it never rendered.
+    pub fn image_in(&self, dir: &Path, index: u32) -> io::Result<Vec<u8>> {
+        // Temp names distinct from `render_all`'s threads and from each
+        // other, so concurrent calls in one process never share one.
+        static NEXT_TAG: AtomicUsize = AtomicUsize::new(1 << 20);
+        fs::create_dir_all(dir)?;
+        self.render_one(dir, index, NEXT_TAG.fetch_add(1, Ordering::Relaxed))?;
+        fs::read(dir.join(self.image_file(index)))
     }
 
     /// Draws question `index` into `dir` unless it is already there.

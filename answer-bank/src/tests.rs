@@ -929,3 +929,20 @@ proptest! {
         );
     }
 }
+
+#[test]
+fn image_in_draws_a_missing_image_once_and_then_keeps_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("quiz");
+    let b = bank(5);
+    let first = b.image_in(&dir, 3).unwrap();
+    assert!(first.starts_with(b"\x89PNG\r\n\x1a\n"));
+    assert_eq!(
+        std::fs::read(dir.join(b.question(3).image_file)).unwrap(),
+        first
+    );
+    // Drawn again, the noise would differ: the file on disk is kept.
+    assert_eq!(b.image_in(&dir, 3).unwrap(), first);
+    let names: Vec<_> = std::fs::read_dir(&dir).unwrap().collect();
+    assert_eq!(names.len(), 1, "no temp file left behind");
+}

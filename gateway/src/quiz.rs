@@ -257,31 +257,6 @@ impl Gate {
     }
 }
 
-/// Draws question `index` into `dir` unless it is there already (then the
-/// file on disk wins, so a name keeps its content); its bytes.
-pub fn render_one(bank: &Bank, dir: &Path, index: u32) -> std::io::Result<Vec<u8>> {
-    let path = dir.join(bank.question(index).image_file);
-    if let Ok(bytes) = std::fs::read(&path) {
-        return Ok(bytes);
-    }
-    let png = bank.render_png(index);
-    if png.is_empty() {
-        return Err(std::io::Error::other(
-            "the captcha image could not be encoded",
-        ));
-    }
-    std::fs::create_dir_all(dir)?;
-    let tmp = path.with_extension(format!("tmp-{}", rand::random::<u32>()));
-    std::fs::write(&tmp, &png)?;
-    // Another request may have drawn it meanwhile: keep the first.
-    if path.exists() {
-        let _ = std::fs::remove_file(&tmp);
-        return std::fs::read(&path);
-    }
-    std::fs::rename(&tmp, &path)?;
-    Ok(png)
-}
-
 /// Whether `file` looks like a bank image name (`<32 hex>.png`).
 pub fn is_image_name(file: &str) -> bool {
     file.strip_suffix(".png").is_some_and(|stem| {

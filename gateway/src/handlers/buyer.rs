@@ -130,7 +130,7 @@ pub async fn quiz_image(app: &App, file: &str) -> Result<Resp, ApiError> {
             };
             let bank = app.gate.bank(&c);
             let dir = app.gate.image_dir.clone();
-            tokio::task::spawn_blocking(move || crate::quiz::render_one(&bank, &dir, index))
+            tokio::task::spawn_blocking(move || bank.image_in(&dir, index))
                 .await
                 .map_err(|_| ApiError::internal())?
                 .map_err(|e| {
