@@ -32,24 +32,45 @@ pub const QUIZ_QUESTIONS_MAX: u32 = 100_000;
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CampaignSpec {
+    #[serde(default, deserialize_with = "present")]
     pub id: Option<CampaignId>,
     pub title: String,
     pub price_cents: u64,
     pub stock: u64,
     pub starts_at_ms: u64,
     pub ends_at_ms: u64,
+    #[serde(default, deserialize_with = "present")]
     pub per_user_limit: Option<u32>,
+    #[serde(default, deserialize_with = "present")]
     pub quiz: Option<bool>,
     /// Questions in the quiz bank (quiz campaigns only).
+    #[serde(default, deserialize_with = "present")]
     pub quiz_questions: Option<u32>,
     /// Grab through a per-buyer signed path (`GET .../grab-path`) instead
     /// of the plain one.
+    #[serde(default, deserialize_with = "present")]
     pub hidden_path: Option<bool>,
+    #[serde(default, deserialize_with = "present")]
     pub payment_window_s: Option<u32>,
+    #[serde(default, deserialize_with = "present")]
     pub load_test: Option<bool>,
     /// Split the stock over this many ledger buckets (hot items on Redis
     /// Cluster); absent leaves the choice to the ledger.
+    #[serde(default, deserialize_with = "present")]
     pub stock_buckets: Option<u32>,
+}
+
+/// An optional field that, when present, must hold a value of its type:
+/// `null` is refused (400) rather than taken as absent, as the API document
+/// says (absent fields take their defaults; no field is nullable). For
+/// `#[serde(default, deserialize_with = "present")]`; the gateway's request
+/// bodies use it too.
+pub fn present<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    T::deserialize(d).map(Some)
 }
 
 /// Why a campaign spec was refused; each message names the field.
@@ -149,10 +170,12 @@ pub struct Campaign {
 impl CampaignSpec {
     /// Validates the spec; `fallback_id` is used when the operator gave none.
     pub fn validate(self, fallback_id: CampaignId) -> Result<Campaign, SpecError> {
+        // Hostile characters are refused anywhere, even where trimming
+        // would drop them (a trailing newline), as the API document says.
         let title = self.title.trim().to_string();
         if title.is_empty()
             || title.chars().count() > TITLE_LEN_MAX
-            || title.chars().any(is_hostile_char)
+            || self.title.chars().any(is_hostile_char)
         {
             return Err(SpecError::Title);
         }
@@ -314,6 +337,13 @@ pub(crate) mod tests {
             ),
             (
                 CampaignSpec {
+                    title: "Phone\n".into(),
+                    ..spec()
+                },
+                SpecError::Title,
+            ),
+            (
+                CampaignSpec {
                     title: "a\u{202E}b".into(),
                     ..spec()
                 },
@@ -401,6 +431,45 @@ pub(crate) mod tests {
         ];
         for (s, want) in cases {
             assert_eq!(s.validate(fid()).unwrap_err(), want);
+        }
+    }
+
+    /// `null` is not a value of any field: an optional field is either
+    /// absent (its default) or of its documented type.
+    #[test]
+    fn null_fields_are_refused_not_defaulted() {
+        let full = serde_json::json!({
+            "id": "c1", "title": "Phone", "price_cents": 1, "stock": 2,
+            "starts_at_ms": 1, "ends_at_ms": 2, "per_user_limit": 1, "quiz": true,
+            "quiz_questions": 10, "hidden_path": true, "payment_window_s": 9,
+            "load_test": true, "stock_buckets": 2,
+        });
+        let parse = |v: &serde_json::Value| serde_json::from_value::<CampaignSpec>(v.clone());
+        let spec = parse(&full).unwrap();
+        assert_eq!(
+            (spec.per_user_limit, spec.stock_buckets),
+            (Some(1), Some(2))
+        );
+        let fields: Vec<String> = full.as_object().unwrap().keys().cloned().collect();
+        assert_eq!(fields.len(), 13);
+        for field in fields {
+            let mut nulled = full.clone();
+            nulled[&field] = serde_json::Value::Null;
+            assert!(parse(&nulled).is_err(), "{field}: null accepted");
+            let mut absent = full.clone();
+            absent.as_object_mut().unwrap().remove(&field);
+            let required = [
+                "title",
+                "price_cents",
+                "stock",
+                "starts_at_ms",
+                "ends_at_ms",
+            ];
+            assert_eq!(
+                parse(&absent).is_ok(),
+                !required.contains(&field.as_str()),
+                "{field} absent"
+            );
         }
     }
 

@@ -296,7 +296,8 @@ pub enum SharedStateError {
 }
 
 /// State that every gateway must see the same: marks that may be used
-/// once (a quiz token; later, a refresh token), each living for a while.
+/// once (quiz tokens), shared rate buckets (campaign-wide limits) and
+/// compare-and-set values (refresh-token families), each living for a while.
 #[async_trait]
 pub trait SharedState: Send + Sync + 'static {
     /// Marks `key` as used until `ttl_ms` after `now_ms`; `true` only for
@@ -305,6 +306,49 @@ pub trait SharedState: Send + Sync + 'static {
     /// instead of `now_ms` for the expiry.
     async fn use_once(&self, key: &str, ttl_ms: u64, now_ms: u64)
         -> Result<bool, SharedStateError>;
+    /// One request against the GCRA bucket `key` (same answer on every
+    /// gateway sharing the state). `per_s` and `burst` count as at least 1.
+    /// Time is `now_ms` on every backend, so gateways' clocks should agree
+    /// (NTP); a clock going back never admits more than the quota.
+    async fn throttle(
+        &self,
+        key: &str,
+        quota: RateQuota,
+        now_ms: u64,
+    ) -> Result<Throttle, SharedStateError>;
+    /// Sets `key` to `new`, living `ttl_ms` from now, only when its current
+    /// value is `expected` (`None` = absent or expired); otherwise changes
+    /// nothing and says what is there.
+    async fn compare_and_set(
+        &self,
+        key: &str,
+        expected: Option<&str>,
+        new: &str,
+        ttl_ms: u64,
+        now_ms: u64,
+    ) -> Result<Swap, SharedStateError>;
+}
+
+/// A rate for a GCRA token bucket: `per_s` requests per second on average,
+/// at most `burst` at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateQuota {
+    pub per_s: u32,
+    pub burst: u32,
+}
+
+/// One request's fate against a shared rate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Throttle {
+    Allowed { remaining: u32 },
+    Limited { retry_after_ms: u64 },
+}
+
+/// What a compare-and-set found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Swap {
+    Done,
+    Current(Option<String>),
 }
 
 // Trait objects of the ports are held in structs that derive `Debug`.

@@ -48,6 +48,10 @@ pub struct App {
     pub clock: Arc<dyn crate::clock::Clock>,
     /// Grab refusals per funnel stage and code.
     pub funnel: crate::funnel::FunnelCounters,
+    /// Rate limits per address, buyer, gateway and campaign.
+    pub rate: crate::limits::RateLimits,
+    /// Requests per campaign, the hot ones and their admission queues.
+    pub hot: crate::hot::HotItems,
     pub auth: Auth,
     pub registry: Registry,
     pub orders: OrderIndex,
@@ -126,10 +130,13 @@ impl Embedded {
         let (ledger, ledger_calls) = crate::metered::MeteredLedger::new(Arc::new(MemLedger::new(
             MemLedgerConfig::default(),
         )));
-        let auth =
-            Auth::new(jwt_secret.as_bytes(), admin_token.clone()).map_err(anyhow::Error::msg)?;
+        let auth = Auth::from_settings(&cfg.auth, Some(jwt_secret.as_bytes()), admin_token.clone())
+            .map_err(anyhow::Error::msg)?;
+        let clock: Arc<dyn crate::clock::Clock> = Arc::new(crate::clock::SystemClock);
         let app = Arc::new(App {
-            clock: Arc::new(crate::clock::SystemClock),
+            rate: crate::limits::RateLimits::new(&cfg.rate_limits, Arc::clone(&clock)),
+            clock,
+            hot: crate::hot::HotItems::new(&cfg.hot, cfg.limits.grabs_inflight_max),
             funnel: Default::default(),
             auth,
             registry: Registry::default(),
@@ -156,6 +163,8 @@ impl Embedded {
             shared_ledger: false,
             view_max_age_ms: None,
         });
+        // Ends by itself once the app is dropped.
+        let _upkeep = crate::limits::spawn_upkeep(&app);
 
         for c in store.campaigns().await.context("loading campaigns")? {
             app.registry.insert(c)?;

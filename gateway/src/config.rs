@@ -19,8 +19,21 @@ use std::path::{Path, PathBuf};
 pub struct Limits {
     /// Largest request body accepted, in bytes.
     pub body_bytes_max: usize,
-    /// Time a client has to send a request's headers.
+    /// Time a client has to send a request's headers, from its first byte.
     pub header_read_timeout_ms: u64,
+    /// Time a client has to send a request's body, once the server reads it;
+    /// past it, 408 `request_timeout` and the connection is closed.
+    pub body_read_timeout_ms: u64,
+    /// A keep-alive connection with no request in flight and no byte of a
+    /// new one for this long is closed.
+    pub idle_timeout_ms: u64,
+    /// A request not answered within this is answered 503 `overloaded`
+    /// with `Retry-After` (a grab past its reservation still completes).
+    pub request_timeout_ms: u64,
+    /// Largest request head (request line plus headers), in bytes; past it, 431.
+    pub head_bytes_max: usize,
+    /// Most header fields in a request; past it, 431.
+    pub headers_max: usize,
     /// Open connections at most; the accept loop waits for a free slot.
     pub connections_max: usize,
     /// Grabs between admission and answer at most; past it, 503 `overloaded`.
@@ -38,6 +51,11 @@ impl Default for Limits {
         Self {
             body_bytes_max: 4 * 1024,
             header_read_timeout_ms: 5_000,
+            body_read_timeout_ms: 10_000,
+            idle_timeout_ms: 60_000,
+            request_timeout_ms: 30_000,
+            head_bytes_max: 16 * 1024,
+            headers_max: 64,
             connections_max: 20_000,
             grabs_inflight_max: 20_000,
             shutdown_grace_ms: 10_000,
@@ -65,6 +83,127 @@ impl Default for QuizSettings {
             min_answer_ms: 1_000,
             token_ttl_ms: 120_000,
             render_threads: 0,
+        }
+    }
+}
+
+/// Rate limits (GCRA token buckets, see `crate::limits`): `*_per_s` is
+/// the sustained rate, `*_burst` how many may arrive at once (0 = the same
+/// as the rate); a rate of 0 turns that limit off. `SECKILL_LIMITS=off`
+/// turns them all off (never the body, header, connection or in-flight
+/// limits).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RateLimitSettings {
+    pub enabled: bool,
+    /// Every buyer `/api/` request, per client address (IPv6: per /64).
+    /// Generous: many buyers may share one address behind a NAT.
+    pub ip_per_s: u32,
+    pub ip_burst: u32,
+    /// Per buyer (token `sub`): grab, grab path, quiz, order status, pay.
+    /// Tight: a person clicks a few times a second at most.
+    pub user_per_s: u32,
+    pub user_burst: u32,
+    /// This gateway's buyer requests in all (off by default).
+    pub global_per_s: u32,
+    pub global_burst: u32,
+    /// Each campaign's grabs across every gateway sharing the state
+    /// (Redis in production; off by default).
+    pub campaign_per_s: u32,
+    pub campaign_burst: u32,
+    /// Most keys each keyed limiter (address, buyer) holds; a key that does
+    /// not fit is not limited by that limiter (see `crate::limits`).
+    pub keys_max: usize,
+    /// How often idle keys are dropped.
+    pub sweep_ms: u64,
+}
+
+impl Default for RateLimitSettings {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            ip_per_s: 200,
+            ip_burst: 400,
+            user_per_s: 5,
+            user_burst: 10,
+            global_per_s: 0,
+            global_burst: 0,
+            campaign_per_s: 0,
+            campaign_burst: 0,
+            keys_max: 250_000,
+            sweep_ms: 1_000,
+        }
+    }
+}
+
+/// Hot items (see `crate::hot`): a campaign is hot when its requests per
+/// second on this gateway reach `threshold_per_s` and `factor` times the
+/// median of the other campaigns'; its grabs then queue for their own
+/// share of the in-flight cap.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HotSettings {
+    /// The sliding window requests are counted over.
+    pub window_ms: u64,
+    pub threshold_per_s: u32,
+    pub factor: u32,
+    /// A hot campaign's share of `limits.grabs_inflight_max`, in percent.
+    pub inflight_percent: u32,
+    /// Grabs of a hot campaign waiting for its share at most; past it, 503.
+    pub waiters_max: usize,
+    /// Longest such a grab waits before 503 `overloaded`.
+    pub wait_ms: u64,
+}
+
+impl Default for HotSettings {
+    fn default() -> Self {
+        Self {
+            window_ms: 2_000,
+            threshold_per_s: 200,
+            factor: 4,
+            inflight_percent: 25,
+            waiters_max: 1_000,
+            wait_ms: 500,
+        }
+    }
+}
+
+/// Buyer authentication (`[auth]`, see `crate::auth`): the one algorithm
+/// accepted (`HS256` with `SECKILL_JWT_SECRET`, or `EdDSA` / `RS256` with a
+/// public key in a PEM file, when the shop's identity service signs and the
+/// gateway only verifies), the claims checked, and the demo identity
+/// service's token lifetimes.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthSettings {
+    pub algorithm: String,
+    pub public_key_file: Option<PathBuf>,
+    /// `iss` every token must carry, when set.
+    pub issuer: Option<String>,
+    /// `aud` every token must carry, when set.
+    pub audience: Option<String>,
+    /// Longest accepted token lifetime (`exp - iat`, and `exp - now`).
+    pub max_lifetime_s: u64,
+    /// Lifetime of the demo identity service's access tokens.
+    pub access_ttl_s: u64,
+    /// Lifetime of its refresh tokens (and of their families).
+    pub refresh_ttl_s: u64,
+    /// `POST /api/v1/auth/login` and `/refresh`; absent: on in the embedded
+    /// profile, off in production.
+    pub demo_identity: Option<bool>,
+}
+
+impl Default for AuthSettings {
+    fn default() -> Self {
+        Self {
+            algorithm: "HS256".into(),
+            public_key_file: None,
+            issuer: None,
+            audience: None,
+            max_lifetime_s: 7 * 24 * 3600,
+            access_ttl_s: 600,
+            refresh_ttl_s: 7 * 24 * 3600,
+            demo_identity: None,
         }
     }
 }
@@ -126,6 +265,10 @@ pub struct ServeConfig {
     /// absent, it is derived from the JWT secret (domain-separated).
     pub funnel_secret: Option<String>,
     pub quiz: QuizSettings,
+    pub rate_limits: RateLimitSettings,
+    pub hot: HotSettings,
+    /// `demo_identity` is resolved (always `Some`).
+    pub auth: AuthSettings,
 }
 
 /// A configuration problem, naming the key.
@@ -155,6 +298,9 @@ pub struct FileConfig {
     pub demo: Option<bool>,
     pub limits: Limits,
     pub quiz: QuizSettings,
+    pub rate_limits: RateLimitSettings,
+    pub hot: HotSettings,
+    pub auth: AuthSettings,
     pub writer: WriterSection,
     pub ledger: LedgerSection,
     pub order_log: LogSection,

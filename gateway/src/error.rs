@@ -42,6 +42,7 @@ codes! {
     CampaignNotFound = "campaign_not_found" => 404,
     OrderNotFound = "order_not_found" => 404,
     MethodNotAllowed = "method_not_allowed" => 405,
+    RequestTimeout = "request_timeout" => 408,
     AlreadyBought = "already_bought" => 409,
     CampaignExists = "campaign_exists" => 409,
     CampaignStopped = "campaign_stopped" => 409,
@@ -85,6 +86,19 @@ pub struct ApiError {
     pub retry_after_s: Option<u64>,
     /// Extra JSON fields merged into the body (e.g. an order id to poll).
     pub extra: Option<serde_json::Value>,
+    /// The bucket behind a 429: `X-RateLimit-Limit` / `X-RateLimit-Remaining`.
+    pub rate_limit: Option<RateLimitInfo>,
+    /// The methods a 405's path takes (`Allow`).
+    pub allow: Option<String>,
+}
+
+/// What a rate-limit refusal tells the client about the bucket it hit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimitInfo {
+    /// The bucket's size: the most requests that may arrive at once.
+    pub limit: u32,
+    /// What is left in it now (0 when refused).
+    pub remaining: u32,
 }
 
 impl ApiError {
@@ -95,7 +109,21 @@ impl ApiError {
             message: message.into(),
             retry_after_s: None,
             extra: None,
+            rate_limit: None,
+            allow: None,
         }
+    }
+
+    /// 429 `rate_limited` from a bucket of `limit` that refills in
+    /// `retry_after_ms`: `Retry-After` in whole seconds, at least 1.
+    pub fn rate_limited(message: impl Into<String>, limit: u32, retry_after_ms: u64) -> Self {
+        let mut e = Self::new(Code::RateLimited, message)
+            .retry_after(retry_after_ms.div_ceil(1_000).max(1));
+        e.rate_limit = Some(RateLimitInfo {
+            limit,
+            remaining: 0,
+        });
+        e
     }
 
     pub fn bad_request(message: impl Into<String>) -> Self {
@@ -114,6 +142,15 @@ impl ApiError {
         Self::new(Code::CampaignNotFound, "no campaign has this id")
     }
 
+    /// 408 `request_timeout`: the body did not arrive within `timeout_ms`
+    /// (the connection is closed after the answer).
+    pub fn request_timeout(timeout_ms: u64) -> Self {
+        Self::new(
+            Code::RequestTimeout,
+            format!("the request body did not arrive within {timeout_ms} ms"),
+        )
+    }
+
     pub fn payload_too_large(limit_bytes: usize) -> Self {
         Self::new(
             Code::PayloadTooLarge,
@@ -126,6 +163,12 @@ impl ApiError {
             Code::MethodNotAllowed,
             "this path does not accept this method",
         )
+    }
+
+    /// Sets the methods a 405 lists in `Allow` (e.g. `"GET, HEAD"`).
+    pub fn allow(mut self, methods: impl Into<String>) -> Self {
+        self.allow = Some(methods.into());
+        self
     }
 
     /// A dependency failed; the client may retry later.
@@ -275,6 +318,32 @@ mod tests {
         }
         for r in Rejection::ALL {
             assert_eq!(Code::from(r).as_str(), r.code());
+        }
+    }
+
+    #[test]
+    fn rate_limited_rounds_retry_after_up_to_whole_seconds() {
+        for (ms, s) in [
+            (0, 1),
+            (1, 1),
+            (999, 1),
+            (1_000, 1),
+            (1_001, 2),
+            (59_500, 60),
+        ] {
+            let e = ApiError::rate_limited("x", 10, ms);
+            assert_eq!(
+                (e.status().as_u16(), e.retry_after_s),
+                (429, Some(s)),
+                "{ms}"
+            );
+            assert_eq!(
+                e.rate_limit,
+                Some(RateLimitInfo {
+                    limit: 10,
+                    remaining: 0
+                })
+            );
         }
     }
 

@@ -4,25 +4,38 @@
 //! with a stable code; the first refusal ends it and is counted once, per
 //! stage and code (`/metrics`: `seckill_funnel_refused_total`). The order:
 //!
-//! 1. `campaign`: the campaign exists (local registry, no I/O);
+//! 1. `campaign`: the campaign exists (local registry, no I/O); from here
+//!    on the grab counts toward the campaign's rate (`crate::hot`);
 //! 2. `view`: (production) this gateway's campaign view is fresh enough;
 //! 3. `state`: started, not ended, not paused, not sold out (the local cache
 //!    and the ledger's local sold-out flag): a sold-out storm stops here,
 //!    before the token's signature is checked or the body is read, and
-//!    never reaches the ledger backend or the log;
-//! 4. `token`: the buyer's token, judged by the app's clock;
-//! 5. `path`: the grab came on this buyer's grab path (the plain one, or
+//!    never reaches the ledger backend or the log; nor does it spend any
+//!    rate-limit budget, so its answer stays the true one;
+//! 4. `ip`, 5. `global`: the client address's and the gateway's rate limits
+//!    (`crate::limits`; one hash probe each): before the token's signature,
+//!    the first costly step, so a flood from one address costs no more;
+//! 6. `token`: the buyer's token, judged by the app's clock;
+//! 7. `user`: the buyer's rate limit, as soon as the buyer is known (one
+//!    buyer behind many addresses stops here; never before the token, or
+//!    anyone could spend a victim's budget);
+//! 8. `path`: the grab came on this buyer's grab path (the plain one, or
 //!    for a `hidden_path` campaign their own signed one; see `crate::quiz`);
-//! 6. `body`: size and JSON shape;
-//! 7. `quiz`: (quiz campaigns) the signed question token, its age, the
-//!    answer, and its single use across gateways;
-//! 8. `inflight`: the cap on grabs in flight;
-//! 9. `reserve`: one atomic ledger reservation (limit and stock);
-//! 10. `log`: the durable append, then `202`.
+//! 9. `body`: size and JSON shape;
+//! 10. `quiz`: (quiz campaigns) the signed question token, its age, the
+//!     answer, and its single use across gateways;
+//! 11. `campaign_rate`: the campaign's limit across gateways: a shared-state
+//!     round trip in production, and a budget every buyer of the campaign
+//!     shares, so only complete, correct grabs spend it (a wrong answer or a
+//!     bad body from a bot does not); a refusal is kept locally until its
+//!     retry time; before the in-flight cap, so a refused grab holds no permit;
+//! 12. `inflight`: a hot campaign's own admission queue (`crate::hot`), then
+//!     the gateway's cap on grabs in flight;
+//! 13. `reserve`: one atomic ledger reservation (limit and stock);
+//! 14. `log`: the durable append, then `202`.
 //!
-//! Stages 9 and 10 run in a tracked task of their own, so a client hanging
-//! up cannot cancel a grab between its reservation and its append. Rate
-//! limits slot in as further stages.
+//! Stages 13 and 14 run in a tracked task of their own, so a client hanging
+//! up cannot cancel a grab between its reservation and its append.
 
 use crate::app::{mono_ms, App, LEDGER_CALL_MAX_MS};
 use crate::error::{ApiError, Code};
@@ -42,24 +55,32 @@ pub enum Stage {
     Campaign,
     View,
     State,
+    Ip,
+    Global,
     Token,
+    User,
     Path,
     Body,
     Quiz,
+    CampaignRate,
     InFlight,
     Reserve,
     Log,
 }
 
 impl Stage {
-    pub const ALL: [Stage; 10] = [
+    pub const ALL: [Stage; 14] = [
         Stage::Campaign,
         Stage::View,
         Stage::State,
+        Stage::Ip,
+        Stage::Global,
         Stage::Token,
+        Stage::User,
         Stage::Path,
         Stage::Body,
         Stage::Quiz,
+        Stage::CampaignRate,
         Stage::InFlight,
         Stage::Reserve,
         Stage::Log,
@@ -70,10 +91,14 @@ impl Stage {
             Stage::Campaign => "campaign",
             Stage::View => "view",
             Stage::State => "state",
+            Stage::Ip => "ip",
+            Stage::Global => "global",
             Stage::Token => "token",
+            Stage::User => "user",
             Stage::Path => "path",
             Stage::Body => "body",
             Stage::Quiz => "quiz",
+            Stage::CampaignRate => "campaign_rate",
             Stage::InFlight => "inflight",
             Stage::Reserve => "reserve",
             Stage::Log => "log",
@@ -137,11 +162,11 @@ impl FunnelCounters {
 /// The grab body: the quiz fields of quiz campaigns; unknown fields are
 /// ignored so clients can extend it.
 #[derive(Debug, Deserialize)]
-struct GrabBody {
+pub struct GrabBody {
     #[serde(default)]
-    quiz_token: Option<String>,
+    pub quiz_token: Option<String>,
     #[serde(default)]
-    answer: Option<String>,
+    pub answer: Option<String>,
 }
 
 /// The client's address: the peer from accept, or, when that peer is a
@@ -194,7 +219,12 @@ pub async fn grab(
     if let Some(body) = unread {
         // Refused before the body was needed: read it (bounded, briefly)
         // only so the connection stays usable for the next request.
-        let drain = web::read_body(&parts.headers, body, app.limits.body_bytes_max);
+        let drain = web::read_body(
+            &parts.headers,
+            body,
+            app.limits.body_bytes_max,
+            std::time::Duration::from_millis(app.limits.body_read_timeout_ms),
+        );
         let _ = tokio::time::timeout(std::time::Duration::from_millis(DRAIN_MS), drain).await;
     }
     app.funnel.count(refused.stage, refused.error.code);
@@ -226,6 +256,7 @@ async fn stages(
         return early(Stage::Campaign, ApiError::campaign_not_found(), body);
     };
     let campaign = live.get();
+    app.hot.record(&campaign.id, app.clock.now_ms());
     if let Some(max_age) = app.view_max_age_ms {
         // A gateway that cannot re-read campaigns may have missed a pause:
         // it stops selling, so a pause reaches every sale within a bound
@@ -247,6 +278,12 @@ async fn stages(
         live.counters.reject(r);
         return early(Stage::State, r.into(), body);
     }
+    if let Err(e) = app.rate.ip(client) {
+        return early(Stage::Ip, e, body);
+    }
+    if let Err(e) = app.rate.global() {
+        return early(Stage::Global, e, body);
+    }
     let user = match app
         .auth
         .buyer(headers.get(AUTHORIZATION).map(|v| v.as_bytes()), now)
@@ -254,10 +291,14 @@ async fn stages(
         Ok(u) => u,
         Err(e) => return early(Stage::Token, e, body),
     };
+    if let Err(e) = app.rate.user(&user) {
+        return early(Stage::User, e, body);
+    }
     if let Err(e) = app.gate.check_path(&campaign, &user, path_sig) {
         return early(Stage::Path, e, body);
     }
-    let bytes = match web::read_body(headers, body, app.limits.body_bytes_max).await {
+    let body_timeout = std::time::Duration::from_millis(app.limits.body_read_timeout_ms);
+    let bytes = match web::read_body(headers, body, app.limits.body_bytes_max, body_timeout).await {
         Ok(b) => b,
         Err(e) => return Err(Box::new((Refused::at(Stage::Body, e), None))),
     };
@@ -281,6 +322,22 @@ async fn stages(
             return Err(Box::new((Refused::at(Stage::Quiz, e), None)));
         }
     }
+    let rated = app
+        .rate
+        .campaign(app.shared.as_ref(), &campaign.id, app.clock.now_ms())
+        .await;
+    if let Err(e) = rated {
+        return Err(Box::new((Refused::at(Stage::CampaignRate, e), None)));
+    }
+    // A hot campaign waits for its own share first, so it cannot take
+    // every permit of the cap below from the other campaigns.
+    let queued = match app.hot.admit(&campaign.id).await {
+        Ok(p) => p,
+        Err(e) => {
+            live.counters.reject(Rejection::Overloaded);
+            return Err(Box::new((Refused::at(Stage::InFlight, e), None)));
+        }
+    };
     let Ok(permit) = Arc::clone(&app.grab_permits).try_acquire_owned() else {
         live.counters.reject(Rejection::Overloaded);
         return Err(Box::new((
@@ -290,7 +347,7 @@ async fn stages(
     };
     let task_app = Arc::clone(app);
     let outcome = app.tasks.spawn(async move {
-        let _permit = permit;
+        let _permits = (permit, queued);
         reserve_and_log(&task_app, &live, &campaign, user, now, client).await
     });
     match outcome.await {

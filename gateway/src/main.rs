@@ -78,6 +78,21 @@ struct ServeArgs {
     /// Largest grab request body, in bytes [default: 4096].
     #[arg(long, env = "SECKILL_BODY_BYTES_MAX")]
     body_bytes_max: Option<usize>,
+    /// Time a client has to send a request body, in milliseconds [default: 10000].
+    #[arg(long, env = "SECKILL_BODY_READ_TIMEOUT_MS")]
+    body_read_timeout_ms: Option<u64>,
+    /// Idle keep-alive connections are closed after this, in milliseconds [default: 60000].
+    #[arg(long, env = "SECKILL_IDLE_TIMEOUT_MS")]
+    idle_timeout_ms: Option<u64>,
+    /// Requests not answered within this get 503, in milliseconds [default: 30000].
+    #[arg(long, env = "SECKILL_REQUEST_TIMEOUT_MS")]
+    request_timeout_ms: Option<u64>,
+    /// Largest request head, in bytes [default: 16384].
+    #[arg(long, env = "SECKILL_HEAD_BYTES_MAX")]
+    head_bytes_max: Option<usize>,
+    /// Most header fields in a request [default: 64].
+    #[arg(long, env = "SECKILL_HEADERS_MAX")]
+    headers_max: Option<usize>,
     /// Most grabs in flight before shedding with 503 overloaded [default: 20000].
     #[arg(long, env = "SECKILL_GRABS_INFLIGHT_MAX")]
     grabs_inflight_max: Option<usize>,
@@ -137,6 +152,11 @@ impl ServeArgs {
             grabs_inflight_max: self.grabs_inflight_max,
             header_read_timeout_ms: self.header_read_timeout_ms,
             body_bytes_max: self.body_bytes_max,
+            body_read_timeout_ms: self.body_read_timeout_ms,
+            idle_timeout_ms: self.idle_timeout_ms,
+            request_timeout_ms: self.request_timeout_ms,
+            head_bytes_max: self.head_bytes_max,
+            headers_max: self.headers_max,
             writer_batch_rows: self.writer_batch_rows,
             writer_batch_interval_ms: self.writer_batch_interval_ms,
             writer_rows_per_s: self.writer_rows_per_s,

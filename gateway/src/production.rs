@@ -132,9 +132,16 @@ fn required_env(name: &str, value: &Option<String>) -> anyhow::Result<String> {
 
 impl ProductionGateway {
     pub async fn open(cfg: &ServeConfig, p: &Production) -> anyhow::Result<Self> {
-        let jwt = required_env("SECKILL_JWT_SECRET", &cfg.jwt_secret)?;
+        // A public-key gateway needs no JWT secret (its funnel secret is
+        // then required by the config).
+        let jwt = if cfg.auth.algorithm == "HS256" {
+            required_env("SECKILL_JWT_SECRET", &cfg.jwt_secret)?
+        } else {
+            cfg.jwt_secret.clone().unwrap_or_default()
+        };
         let admin_token = required_env("SECKILL_ADMIN_TOKEN", &cfg.admin_token)?;
-        let auth = Auth::new(jwt.as_bytes(), admin_token.clone()).map_err(anyhow::Error::msg)?;
+        let auth = Auth::from_settings(&cfg.auth, Some(jwt.as_bytes()), admin_token.clone())
+            .map_err(anyhow::Error::msg)?;
         let store = connect_store(p).await?;
         let (ledger, refresher) = connect_ledger(p, p.redis_buckets).await?;
         let (ledger, ledger_calls) = crate::metered::MeteredLedger::new(ledger);
@@ -148,8 +155,11 @@ impl ProductionGateway {
                 .await
                 .context("connecting to kafka")?,
         );
+        let clock: Arc<dyn crate::clock::Clock> = Arc::new(crate::clock::SystemClock);
         let app = Arc::new(App {
-            clock: Arc::new(crate::clock::SystemClock),
+            rate: crate::limits::RateLimits::new(&cfg.rate_limits, Arc::clone(&clock)),
+            clock,
+            hot: crate::hot::HotItems::new(&cfg.hot, cfg.limits.grabs_inflight_max),
             funnel: Default::default(),
             auth,
             registry: Registry::default(),
@@ -174,6 +184,7 @@ impl ProductionGateway {
             view_max_age_ms: Some(CAMPAIGN_VIEW_MAX_AGE_MS),
         });
         let _ = cell.set(Arc::downgrade(&app));
+        let upkeep = crate::limits::spawn_upkeep(&app);
         sync_campaigns(&app).await.context("loading campaigns")?;
         let sync = {
             let weak = Arc::downgrade(&app);
@@ -192,7 +203,7 @@ impl ProductionGateway {
             app,
             admin_token,
             kafka,
-            background: vec![refresher, sync],
+            background: vec![refresher, sync, upkeep],
         })
     }
 

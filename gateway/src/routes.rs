@@ -44,6 +44,9 @@ pub enum Endpoint {
     Resume,
     Stop,
     Tokens,
+    Login,
+    Refresh,
+    Hot,
 }
 
 /// One route: a method (`HEAD` is answered wherever `GET` is) and a path
@@ -74,6 +77,8 @@ pub const ROUTES: &[Route] = &[
     // Browsers ask for it on every page; an empty answer keeps consoles clean.
     r("GET", "/favicon.ico", Endpoint::Favicon),
     r("GET", "/api/v1/time", Endpoint::Time),
+    r("POST", "/api/v1/auth/login", Endpoint::Login),
+    r("POST", "/api/v1/auth/refresh", Endpoint::Refresh),
     r("GET", "/api/v1/campaigns/{id}", Endpoint::Campaign),
     r("POST", "/api/v1/campaigns/{id}/grab", Endpoint::Grab),
     r(
@@ -110,6 +115,7 @@ pub const ROUTES: &[Route] = &[
     r("POST", "/admin/v1/campaigns/{id}/resume", Endpoint::Resume),
     r("POST", "/admin/v1/campaigns/{id}/stop", Endpoint::Stop),
     r("POST", "/admin/v1/tokens", Endpoint::Tokens),
+    r("GET", "/admin/v1/hot", Endpoint::Hot),
 ];
 
 /// Matches `path` against a template; the segments that stand for
@@ -145,17 +151,22 @@ pub fn find<'p>(method: &Method, path: &'p str) -> Result<(Endpoint, Vec<&'p str
     } else {
         method.as_str()
     };
-    let mut path_known = false;
+    let mut allowed: Vec<&str> = Vec::new();
     for route in ROUTES {
         if let Some(params) = matches(route.path, path) {
             if route.method == method {
                 return Ok((route.endpoint, params));
             }
-            path_known = true;
+            allowed.push(route.method);
+            if route.method == "GET" {
+                allowed.push("HEAD");
+            }
         }
     }
-    Err(if path_known {
-        ApiError::method_not_allowed()
+    Err(if !allowed.is_empty() {
+        allowed.sort_unstable();
+        allowed.dedup();
+        ApiError::method_not_allowed().allow(allowed.join(", "))
     } else {
         ApiError::not_found("no such endpoint")
     })
@@ -181,8 +192,22 @@ async fn route(app: &Arc<App>, req: Request<Incoming>) -> Result<Resp, ApiError>
         app.auth
             .admin(req.headers().get(AUTHORIZATION).map(|v| v.as_bytes()))?;
     }
-    let (endpoint, params) = find(req.method(), &path)?;
+    let found = find(req.method(), &path);
+    if path.starts_with("/api/") {
+        // Unknown buyer paths too: probing costs budget like any request.
+        limit_buyer(app, &req, found.as_ref().ok().map(|(e, _)| *e))?;
+    }
+    let (endpoint, params) = found?;
     let param = params.first().copied().unwrap_or_default();
+    if matches!(
+        endpoint,
+        Endpoint::Campaign | Endpoint::GrabPath | Endpoint::Quiz
+    ) {
+        // Grabs are counted by the funnel once their campaign is found.
+        if let Ok(live) = crate::handlers::campaign(app, param) {
+            app.hot.record(&live.get().id, app.clock.now_ms());
+        }
+    }
     match endpoint {
         Endpoint::Healthz => Ok(service::healthz()),
         Endpoint::Readyz => Ok(service::readyz(app).await),
@@ -209,8 +234,16 @@ async fn route(app: &Arc<App>, req: Request<Incoming>) -> Result<Resp, ApiError>
         Endpoint::Order => buyer::order(app, param, req.headers()).await,
         Endpoint::Pay => {
             // The body is ignored, but read (bounded) so the connection stays reusable.
-            let (headers, _) = body_of(req, app.limits.body_bytes_max).await?;
+            let (headers, _) = body_of(app, req, app.limits.body_bytes_max).await?;
             buyer::pay(app, param, &headers).await
+        }
+        Endpoint::Login | Endpoint::Refresh => {
+            let (headers, body) = body_of(app, req, app.limits.body_bytes_max).await?;
+            if endpoint == Endpoint::Login {
+                crate::identity::login(app, &headers, &body).await
+            } else {
+                crate::identity::refresh(app, &headers, &body).await
+            }
         }
         Endpoint::Item => pages::item(app, param),
         Endpoint::Asset => pages::asset(param),
@@ -223,8 +256,44 @@ async fn route(app: &Arc<App>, req: Request<Incoming>) -> Result<Resp, ApiError>
         | Endpoint::Pause
         | Endpoint::Resume
         | Endpoint::Stop
-        | Endpoint::Tokens => admin_route(app, req, endpoint, param).await,
+        | Endpoint::Tokens
+        | Endpoint::Hot => admin_route(app, req, endpoint, param).await,
     }
+}
+
+/// The rate limits of a buyer request, at the router: the address and the
+/// gateway-wide limit before the token is looked at (grabs run them as
+/// funnel stages instead, after the campaign's state, so they are counted
+/// per stage), then, where a buyer asks about themselves (grab path, quiz,
+/// order, pay), the buyer limit once the token verifies (it is verified
+/// again by the handler, which answers a bad one with its own code).
+fn limit_buyer(
+    app: &App,
+    req: &Request<Incoming>,
+    endpoint: Option<Endpoint>,
+) -> Result<(), ApiError> {
+    if !app.rate.enabled() || matches!(endpoint, Some(Endpoint::Grab | Endpoint::HiddenGrab)) {
+        return Ok(());
+    }
+    let peer = req
+        .extensions()
+        .get::<crate::server::Peer>()
+        .map_or(std::net::Ipv4Addr::LOCALHOST.into(), |p| p.0);
+    let ip = crate::funnel::client_ip(peer, req.headers(), &app.limits.trusted_proxies);
+    app.rate.ip(ip)?;
+    app.rate.global()?;
+    if app.rate.user_enabled()
+        && matches!(
+            endpoint,
+            Some(Endpoint::GrabPath | Endpoint::Quiz | Endpoint::Order | Endpoint::Pay)
+        )
+    {
+        let auth = req.headers().get(AUTHORIZATION).map(|v| v.as_bytes());
+        if let Ok(user) = app.auth.buyer(auth, app.clock.now_ms()) {
+            app.rate.user(&user)?;
+        }
+    }
+    Ok(())
 }
 
 async fn admin_route(
@@ -237,7 +306,7 @@ async fn admin_route(
     // Read every admin body (bounded), used or not, so a keep-alive
     // connection stays usable after the answer.
     let limit = app.limits.body_bytes_max.max(ADMIN_BODY_BYTES_MAX);
-    let (headers, body) = body_of(req, limit).await?;
+    let (headers, body) = body_of(app, req, limit).await?;
     match endpoint {
         Endpoint::ListCampaigns => admin::list(app).await,
         Endpoint::CreateCampaign => admin::create(app, &headers, &body).await,
@@ -249,16 +318,19 @@ async fn admin_route(
         Endpoint::Resume => admin::control(app, id, "resume").await,
         Endpoint::Stop => admin::control(app, id, "stop").await,
         Endpoint::Tokens => admin::tokens(app, &headers, &body),
+        Endpoint::Hot => Ok(admin::hot(app)),
         _ => Err(ApiError::internal()),
     }
 }
 
 async fn body_of(
+    app: &App,
     req: Request<Incoming>,
     limit: usize,
 ) -> Result<(http::HeaderMap, bytes::Bytes), ApiError> {
     let (parts, body) = req.into_parts();
-    let body = web::read_body(&parts.headers, body, limit).await?;
+    let timeout = std::time::Duration::from_millis(app.limits.body_read_timeout_ms);
+    let body = web::read_body(&parts.headers, body, limit, timeout).await?;
     Ok((parts.headers, body))
 }
 

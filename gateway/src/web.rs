@@ -1,11 +1,11 @@
 //! Small HTTP helpers (named `web` so the `http` crate keeps its name): bounded body reading and JSON/text responses.
 
 use crate::error::ApiError;
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http::header::{HeaderValue, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER};
 use http::{Response, StatusCode};
 use http_body_util::combinators::BoxBody;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Full};
 use hyper::body::{Frame, Incoming};
 use serde::de::DeserializeOwned;
 use std::pin::Pin;
@@ -93,6 +93,28 @@ pub fn error(e: &ApiError) -> Resp {
     if let Some(s) = e.retry_after_s {
         r.headers_mut().insert(RETRY_AFTER, HeaderValue::from(s));
     }
+    if let Some(rl) = e.rate_limit {
+        r.headers_mut()
+            .insert("x-ratelimit-limit", HeaderValue::from(rl.limit));
+        r.headers_mut()
+            .insert("x-ratelimit-remaining", HeaderValue::from(rl.remaining));
+    }
+    if let Some(allow) = e
+        .allow
+        .as_deref()
+        .and_then(|a| HeaderValue::from_str(a).ok())
+    {
+        r.headers_mut().insert(http::header::ALLOW, allow);
+    }
+    // A body cut off (or refused) before its end leaves the connection in
+    // an unknown state: close it after the answer.
+    if matches!(
+        e.code,
+        crate::error::Code::RequestTimeout | crate::error::Code::PayloadTooLarge
+    ) {
+        r.headers_mut()
+            .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+    }
     if e.code == crate::error::Code::Unauthorized {
         r.headers_mut().insert(
             http::header::WWW_AUTHENTICATE,
@@ -102,12 +124,18 @@ pub fn error(e: &ApiError) -> Resp {
     r
 }
 
-/// Reads a body of at most `limit` bytes; refuses early on a larger
-/// declared length so an oversized upload is never buffered.
+/// Reads a body of at most `limit` bytes within `timeout`, into one
+/// buffer sized from `Content-Length` (frames are copied in and dropped at
+/// once, so a body trickled one byte per packet costs one byte per byte,
+/// not a buffer per packet). Refuses early on a larger declared length so
+/// an oversized upload is never buffered; a body still arriving at the
+/// deadline is refused with 408 (the answer closes the connection) and
+/// counted as shed.
 pub async fn read_body(
     headers: &http::HeaderMap,
-    body: Incoming,
+    mut body: Incoming,
     limit: usize,
+    timeout: std::time::Duration,
 ) -> Result<Bytes, ApiError> {
     let declared = headers
         .get(CONTENT_LENGTH)
@@ -119,16 +147,38 @@ pub async fn read_body(
         })
         .transpose()?;
     if declared.is_some_and(|n| n > limit as u64) {
+        crate::shed::count(crate::shed::Reason::BodyTooLarge);
         return Err(ApiError::payload_too_large(limit));
     }
-    match Limited::new(body, limit).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
-            Err(ApiError::payload_too_large(limit))
+    // Chunked bodies start small and grow, never past `limit`.
+    let capacity = declared.map_or(limit.min(CHUNKED_START_BYTES), |n| n as usize);
+    let mut buf = BytesMut::with_capacity(capacity);
+    let read = async {
+        while let Some(frame) = body.frame().await {
+            let frame =
+                frame.map_err(|_| ApiError::bad_request("the request body could not be read"))?;
+            if let Ok(data) = frame.into_data() {
+                if buf.len() + data.len() > limit {
+                    crate::shed::count(crate::shed::Reason::BodyTooLarge);
+                    return Err(ApiError::payload_too_large(limit));
+                }
+                buf.extend_from_slice(&data);
+            }
         }
-        Err(_) => Err(ApiError::bad_request("the request body could not be read")),
+        Ok(())
+    };
+    match tokio::time::timeout(timeout, read).await {
+        Ok(r) => r.map(|()| buf.freeze()),
+        Err(_) => {
+            crate::shed::count(crate::shed::Reason::BodyTimeout);
+            let ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
+            Err(ApiError::request_timeout(ms))
+        }
     }
 }
+
+/// First allocation for a body without `Content-Length`.
+const CHUNKED_START_BYTES: usize = 1024;
 
 /// Whether the request says its body is JSON (`application/json`, any parameters).
 pub fn is_json(headers: &http::HeaderMap) -> bool {

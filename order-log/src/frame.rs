@@ -110,7 +110,7 @@ impl std::fmt::Display for PayloadError {
 
 /// What the start of a buffer holds.
 #[derive(Debug)]
-pub(crate) enum Decoded {
+pub enum Decoded {
     Record {
         record: LogRecord,
         frame_len: usize,
@@ -123,7 +123,7 @@ pub(crate) enum Decoded {
 }
 
 /// Decodes the frame at the start of `buf`.
-pub(crate) fn decode(buf: &[u8]) -> Decoded {
+pub fn decode(buf: &[u8]) -> Decoded {
     let Some((head, rest)) = buf.split_first_chunk::<FRAME_HEADER_LEN>() else {
         return Decoded::Incomplete;
     };

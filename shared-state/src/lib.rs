@@ -1,14 +1,17 @@
-//! Backends of the `SharedState` port: single-use marks every gateway must
-//! see the same (quiz tokens now, refresh-token families later).
+//! Backends of the `SharedState` port: state every gateway must see the
+//! same: single-use marks (quiz tokens), GCRA rate buckets (campaign-wide
+//! limits) and compare-and-set values (refresh-token families).
 //!
 //! - `MemSharedState`: one process (the embedded default); bounded.
-//! - `RedisSharedState`: many gateways; one `SET NX PX` per mark, atomic on
-//!   a single server and on Redis Cluster (one key, one slot).
+//! - `RedisSharedState`: many gateways; one key per entry and one command or
+//!   Lua script per call, atomic on a single server and on Redis Cluster (one
+//!   key, one slot).
 //!
 //! `contract.rs` is the suite every backend must pass
 //! (`shared_state_contract_tests!`).
 
 pub mod contract;
+mod gcra;
 mod mem;
 mod redis_state;
 

@@ -267,14 +267,42 @@ pub async fn stats(app: &App, id: &str) -> Result<Resp, ApiError> {
             // Including records that did not decode, which name no campaign.
             "dead_letters_total": app.store.dead_letters(None).await?,
             "rejected": rejected,
+            // This gateway's requests naming the campaign, over the hot window.
+            "requests_per_s": per_s_rounded(app.hot.rate_per_s(&c.id, app.clock.now_ms())),
         }),
     ))
+}
+
+fn per_s_rounded(rate: f64) -> f64 {
+    (rate * 10.0).round() / 10.0
+}
+
+/// `GET /admin/v1/hot`: the campaigns this gateway finds hot (see
+/// `crate::hot`), fastest first, as of the last upkeep tick.
+pub fn hot(app: &App) -> Resp {
+    let items: Vec<serde_json::Value> = app
+        .hot
+        .hot()
+        .into_iter()
+        .map(|(id, rate)| {
+            serde_json::json!({ "campaign_id": id, "requests_per_s": per_s_rounded(rate) })
+        })
+        .collect();
+    web::with_cache(
+        web::json(
+            StatusCode::OK,
+            &serde_json::json!({ "window_ms": app.hot.window_ms(), "items": items }),
+        ),
+        "no-store",
+    )
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct TokenRequest {
     user_ids: Vec<UserId>,
+    /// Absent takes the default; `null` is refused like any wrong type.
+    #[serde(default, deserialize_with = "engine::campaign::present")]
     ttl_s: Option<u64>,
 }
 
@@ -418,5 +446,54 @@ fn csv_field(s: &str) -> String {
         format!("\"{}\"", s.replace('"', "\"\""))
     } else {
         s.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn json_headers() -> http::HeaderMap {
+        let mut h = http::HeaderMap::new();
+        h.insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("application/json"),
+        );
+        h
+    }
+
+    /// `null` is not an integer: an optional integer field sent as `null`
+    /// is refused (400) like any other wrong type, not taken as absent.
+    #[test]
+    fn null_is_refused_where_an_integer_is_documented() {
+        let base = r#""title":"t","price_cents":1,"stock":1,"starts_at_ms":1,"ends_at_ms":2"#;
+        let ok: Result<CampaignSpec, _> =
+            web::parse_json(&json_headers(), format!("{{{base}}}").as_bytes(), false);
+        assert!(ok.is_ok());
+        for field in [
+            "per_user_limit",
+            "payment_window_s",
+            "quiz_questions",
+            "stock_buckets",
+            "id",
+            "quiz",
+            "hidden_path",
+            "load_test",
+        ] {
+            let body = format!("{{{base},\"{field}\":null}}");
+            let e = web::parse_json::<CampaignSpec>(&json_headers(), body.as_bytes(), false)
+                .expect_err(field);
+            assert_eq!(e.code, Code::BadRequest, "{field}");
+        }
+        let e = web::parse_json::<TokenRequest>(
+            &json_headers(),
+            br#"{"user_ids":["a"],"ttl_s":null}"#,
+            false,
+        )
+        .expect_err("ttl_s null");
+        assert_eq!(e.code, Code::BadRequest);
+        let absent: TokenRequest =
+            web::parse_json(&json_headers(), br#"{"user_ids":["a"]}"#, false).expect("absent");
+        assert_eq!(absent.ttl_s, None);
     }
 }

@@ -110,6 +110,9 @@ pub async fn metrics(app: &App) -> Resp {
             "seckill_funnel_refused_total{{stage=\"{stage}\",code=\"{code}\"}} {n}"
         );
     }
+    app.rate.metrics(&mut out);
+    app.hot.metrics(&mut out);
+    out.push_str(&crate::shed::metrics());
     out.push_str(&persisted);
     out.push_str(&rejected);
     out.push_str(&remaining);

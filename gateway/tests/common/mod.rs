@@ -278,6 +278,9 @@ pub fn spawn_ready(
     cmd.args(args)
         .env("SECKILL_JWT_SECRET", JWT_SECRET)
         .env("SECKILL_ADMIN_TOKEN", ADMIN_TOKEN)
+        // Tests hammer from one machine: rate limits off unless a test
+        // passes `SECKILL_LIMITS=on` in its `envs` (set after this).
+        .env("SECKILL_LIMITS", "off")
         .env(
             "SECKILL_LOG",
             std::env::var("SECKILL_TEST_LOG").unwrap_or_else(|_| "warn".into()),

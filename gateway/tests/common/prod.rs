@@ -245,7 +245,10 @@ pub fn run_seckill(env: &ProdEnv, args: &[&str]) -> (i32, String) {
 /// `run_seckill` with the environment given directly (for a blocking task).
 pub fn run_seckill_with(envs: &[(&'static str, String)], args: &[&str]) -> (i32, String) {
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_seckill"));
-    cmd.args(args).env("SECKILL_LOG", "warn");
+    // Limits off unless `envs` says `SECKILL_LIMITS=on` (see common::spawn).
+    cmd.args(args)
+        .env("SECKILL_LOG", "warn")
+        .env("SECKILL_LIMITS", "off");
     for (k, v) in envs {
         cmd.env(k, v);
     }
