@@ -180,6 +180,9 @@ struct Activity {
     idle_since_ms: AtomicU64,
     /// When the first byte arrived since then (`NONE`: none yet).
     head_from_ms: AtomicU64,
+    /// Wakes the watchdog when a head starts: it may be sleeping towards
+    /// the (much later) idle deadline.
+    head_started: tokio::sync::Notify,
 }
 
 const NONE: u64 = u64::MAX;
@@ -191,6 +194,7 @@ impl Activity {
             inflight: AtomicU32::new(0),
             idle_since_ms: AtomicU64::new(0),
             head_from_ms: AtomicU64::new(NONE),
+            head_started: tokio::sync::Notify::new(),
         }
     }
 
@@ -203,12 +207,16 @@ impl Activity {
         if self.inflight.load(Ordering::Acquire) == 0
             && self.head_from_ms.load(Ordering::Relaxed) == NONE
         {
-            let _ = self.head_from_ms.compare_exchange(
+            let started = self.head_from_ms.compare_exchange(
                 NONE,
                 self.now_ms(),
                 Ordering::Relaxed,
                 Ordering::Relaxed,
             );
+            if started.is_ok() {
+                // `notify_one` keeps a permit when nobody waits: no lost wake-up.
+                self.head_started.notify_one();
+            }
         }
     }
 
@@ -262,7 +270,10 @@ async fn watchdog(a: &Activity, t: Timeouts) -> Reason {
             }
             a.start + Duration::from_millis(deadline)
         };
-        tokio::time::sleep_until(wake).await;
+        tokio::select! {
+            () = tokio::time::sleep_until(wake) => {}
+            () = a.head_started.notified() => {}
+        }
     }
 }
 

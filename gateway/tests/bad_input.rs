@@ -559,6 +559,10 @@ async fn slow_headers_are_cut_off() {
     let mut s = tokio::net::TcpStream::connect(&addr)
         .await
         .expect("connect");
+    // A slow client: it connects, waits, then starts a head it never ends
+    // (the wait lets the server settle into its idle wait first, the case
+    // that once slept through the header deadline towards the idle one).
+    tokio::time::sleep(std::time::Duration::from_millis(150)).await;
     s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
         .await
         .expect("partial head");
