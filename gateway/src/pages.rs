@@ -70,12 +70,19 @@ pub fn asset(file: &str) -> Result<Resp, ApiError> {
     Ok(page_response(web::bytes(StatusCode::OK, kind, body)))
 }
 
-/// Cacheable, cookie-free, and locked to our own origin.
+/// Cacheable, cookie-free, locked to our own origin and never framed.
 fn page_response(r: Resp) -> Resp {
     let mut r = web::with_cache(r, "public, max-age=60");
     r.headers_mut().insert(
         http::header::CONTENT_SECURITY_POLICY,
-        http::header::HeaderValue::from_static("default-src 'self'"),
+        http::header::HeaderValue::from_static(
+            "default-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
+        ),
+    );
+    // Older browsers ignore `frame-ancestors`: no framing (clickjacking a grab).
+    r.headers_mut().insert(
+        http::header::X_FRAME_OPTIONS,
+        http::header::HeaderValue::from_static("DENY"),
     );
     r.headers_mut().insert(
         http::header::X_CONTENT_TYPE_OPTIONS,

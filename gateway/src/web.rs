@@ -61,9 +61,12 @@ where
     r
 }
 
+/// A JSON answer. `Cache-Control: no-store` unless the caller replaces it
+/// (`with_cache`): tokens, orders and admin views are per-caller and must
+/// not sit in a shared or browser cache.
 pub fn json(status: StatusCode, value: &impl serde::Serialize) -> Resp {
     match serde_json::to_vec(value) {
-        Ok(body) => bytes(status, "application/json", body),
+        Ok(body) => with_cache(bytes(status, "application/json", body), "no-store"),
         Err(e) => {
             tracing::error!(error = %e, "serializing a response");
             error(&ApiError::internal())

@@ -54,8 +54,9 @@ async fn operator_and_buyer_endpoints_follow_the_contract() {
     assert!(html.contains("TV &lt;b&gt;4K&lt;/b&gt;") && html.contains("123.45"));
     assert_eq!(
         page.headers["content-security-policy"],
-        "default-src 'self'"
+        "default-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
     );
+    assert_eq!(page.headers["x-frame-options"], "DENY");
     assert!(page.headers["cache-control"]
         .to_str()
         .expect("ascii")
@@ -97,6 +98,15 @@ async fn operator_and_buyer_endpoints_follow_the_contract() {
     assert_eq!(resumed.json()["state"], "live");
     let won = server.grab("tv", &token).await;
     assert_eq!(won.status, 202);
+    // Per-buyer answers never sit in a shared cache.
+    assert_eq!(won.headers["cache-control"], "no-store");
+    assert_eq!(
+        server
+            .get("/admin/v1/campaigns", Some(ADMIN_TOKEN))
+            .await
+            .headers["cache-control"],
+        "no-store"
+    );
     let order_id = won.json()["order_id"]
         .as_str()
         .expect("order id")
