@@ -34,7 +34,21 @@ cd "$(dirname "$0")/.."
 
 ST_VERSION=4.32.5
 TOOLS_DIR=${SECKILL_TOOLS_DIR:-/var/tmp/seckill-tools}
-VENV=$TOOLS_DIR/schemathesis-$ST_VERSION
+# Python 3.11.7 (this machine's default python3) can abort a run with
+# "AST constructor recursion depth mismatch" (a CPython 3.11 bug hit by
+# hypothesis); a newer interpreter is used when the machine has one
+# (pyenv's versions, or one on PATH), and the venv is per interpreter.
+PY=python3
+for cand in "${PYENV_ROOT:-$HOME/.pyenv}"/versions/3.13*/bin/python3 \
+  "${PYENV_ROOT:-$HOME/.pyenv}"/versions/3.12*/bin/python3 \
+  "$(command -v python3.13 || true)" "$(command -v python3.12 || true)"; do
+  if [ -n "$cand" ] && [ -x "$cand" ] && "$cand" -c 'import venv, ensurepip' 2>/dev/null; then
+    PY=$cand
+    break
+  fi
+done
+PY_TAG=$("$PY" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+VENV=$TOOLS_DIR/schemathesis-$ST_VERSION-py$PY_TAG
 TARGET_DIR=${CARGO_TARGET_DIR:-/var/tmp/seckill-target}
 REPORT_DIR=${ST_REPORT_DIR:-$TARGET_DIR/schemathesis}
 MAX_EXAMPLES=${ST_MAX_EXAMPLES:-40}
@@ -53,7 +67,7 @@ python3 scripts/conformance/openapi_rules.py
 if ! "$VENV/bin/st" --version 2>/dev/null | grep -q "$ST_VERSION"; then
   say "installing schemathesis $ST_VERSION into $VENV"
   rm -rf "$VENV"
-  python3 -m venv "$VENV"
+  "$PY" -m venv "$VENV"
   "$VENV/bin/pip" install --quiet --disable-pip-version-check "schemathesis==$ST_VERSION"
 fi
 

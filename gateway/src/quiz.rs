@@ -46,6 +46,71 @@ pub struct Gate {
     /// so any gateway can redraw an image it never rendered. Bounded by the
     /// registry's campaign cap times the bank size cap.
     names: DashMap<CampaignId, Arc<HashMap<String, u32>>>,
+    /// Bank renders running now: at most one per campaign (so bounded by
+    /// the registry's campaign cap); an entry leaves when its render ends.
+    renders: Arc<DashMap<CampaignId, Arc<RenderJob>>>,
+}
+
+/// A bank render running on the blocking pool. A preload waits for it a
+/// bounded time; past that the render goes on alone and a repeated preload
+/// joins it (images are write-once; missing ones are drawn on demand).
+#[derive(Debug)]
+pub struct RenderJob {
+    pub total: u32,
+    done: std::sync::atomic::AtomicU32,
+    started: std::time::Instant,
+    outcome: tokio::sync::watch::Sender<Option<Result<answer_bank::RenderReport, String>>>,
+}
+
+/// What a preload reports about its campaign's bank.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RenderStatus {
+    /// Every image is on disk.
+    pub complete: bool,
+    /// Images done so far (written or kept).
+    pub done: u32,
+    pub total: u32,
+    /// Written by this render / already present (when complete).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub written: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kept: Option<u32>,
+    pub ms: u64,
+}
+
+impl RenderJob {
+    /// Waits at most `wait` for the render to end: `Ok(status)` (complete or
+    /// still running), or the render's error.
+    pub async fn wait(&self, wait: std::time::Duration) -> Result<RenderStatus, String> {
+        let mut rx = self.outcome.subscribe();
+        let ended = tokio::time::timeout(wait, rx.wait_for(Option::is_some)).await;
+        let ms = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let running = RenderStatus {
+            complete: false,
+            done: self.done.load(std::sync::atomic::Ordering::Relaxed),
+            total: self.total,
+            written: None,
+            kept: None,
+            ms,
+        };
+        match ended {
+            Ok(Ok(outcome)) => match outcome.as_ref() {
+                Some(Ok(r)) => Ok(RenderStatus {
+                    complete: true,
+                    done: self.total,
+                    total: self.total,
+                    written: Some(r.written),
+                    kept: Some(r.kept),
+                    ms,
+                }),
+                Some(Err(e)) => Err(e.clone()),
+                None => Ok(running),
+            },
+            // Timed out (or the sender is gone, which cannot happen while
+            // we hold the job): still running.
+            _ => Ok(running),
+        }
+    }
 }
 
 impl std::fmt::Debug for Gate {
@@ -75,6 +140,7 @@ impl Gate {
             settings,
             image_dir: cdn_dir.join("static").join("quiz"),
             names: DashMap::new(),
+            renders: Arc::new(DashMap::new()),
         }
     }
 
@@ -246,6 +312,48 @@ impl Gate {
             }
         }
         None
+    }
+
+    /// The running render of `c`'s bank, started here when none runs.
+    pub fn render(&self, c: &Campaign) -> Arc<RenderJob> {
+        use dashmap::mapref::entry::Entry;
+        let job = match self.renders.entry(c.id.clone()) {
+            Entry::Occupied(o) => return Arc::clone(o.get()),
+            Entry::Vacant(v) => {
+                let (tx, _) = tokio::sync::watch::channel(None);
+                let job = Arc::new(RenderJob {
+                    total: c.quiz_questions,
+                    done: std::sync::atomic::AtomicU32::new(0),
+                    started: std::time::Instant::now(),
+                    outcome: tx,
+                });
+                v.insert(Arc::clone(&job));
+                job
+            }
+        };
+        let bank = self.bank(c);
+        let dir = self.image_dir.clone();
+        let threads = self.render_threads();
+        let renders = Arc::clone(&self.renders);
+        let (id, running) = (c.id.clone(), Arc::clone(&job));
+        tokio::task::spawn_blocking(move || {
+            let step = (bank.size() / 10).max(1);
+            let progress = |done: u32, total: u32| {
+                running
+                    .done
+                    .store(done, std::sync::atomic::Ordering::Relaxed);
+                if done.is_multiple_of(step) || done == total {
+                    tracing::info!(campaign = %id, done, total, "rendering the quiz bank");
+                }
+            };
+            let outcome = bank.render_all(&dir, threads, &progress).map_err(|e| {
+                tracing::error!(campaign = %id, error = %e, "rendering the quiz bank");
+                e.to_string()
+            });
+            renders.remove(&id);
+            running.outcome.send_replace(Some(outcome));
+        });
+        job
     }
 
     /// Threads a bank render uses.

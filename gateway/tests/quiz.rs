@@ -609,3 +609,44 @@ fn the_first_failing_stage_decides_and_nothing_is_reserved() {
     });
     result.expect("property");
 }
+
+/// A bank too large to draw within a request: the preload answers 200 in
+/// bounded time with the render's progress (no 5xx, no request timeout),
+/// a repeated preload joins the same render, and buyers get their images
+/// meanwhile (drawn on demand).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_bank_preloads_in_bounded_time() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Preload waits at most half the request timeout for its bank.
+    let g = Server::start(&dir.path().join("data"), &["--request-timeout-ms", "6000"]);
+    g.create_campaign(json!({
+        "id": "big-bank", "stock": 10, "quiz": true, "quiz_questions": 100_000,
+    }))
+    .await;
+    let mut done = Vec::new();
+    for _ in 0..2 {
+        let started = std::time::Instant::now();
+        let r = g
+            .admin_post("/admin/v1/campaigns/big-bank/preload", &json!({}))
+            .await;
+        let took = started.elapsed();
+        assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+        assert!(
+            took < std::time::Duration::from_millis(5_000),
+            "the preload waited {took:?}, past half the request timeout"
+        );
+        let images = &r.json()["quiz_images"];
+        assert_eq!(images["complete"], false, "{images}");
+        assert_eq!(images["total"], 100_000, "{images}");
+        done.push(images["done"].as_u64().expect("done"));
+    }
+    assert!(
+        done[1] >= done[0],
+        "a repeated preload joins the running render: {done:?}"
+    );
+    let buyer = g.tokens(&["reader".to_string()]).await.remove(0);
+    let q = question(&g, "big-bank", &buyer).await;
+    let img = g.get(&q.image, None).await;
+    assert_eq!(img.status, 200, "{}", String::from_utf8_lossy(&img.body));
+    assert!(img.body.starts_with(b"\x89PNG"), "an image is served");
+}

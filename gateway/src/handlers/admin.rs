@@ -9,6 +9,7 @@ use engine::{Campaign, CampaignId, CampaignSpec, Control, OrderStatus, UserId};
 use hyper::StatusCode;
 use serde::Deserialize;
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 /// Most tokens one `POST /admin/v1/tokens` call issues.
 pub const TOKENS_PER_CALL_MAX: usize = 10_000;
@@ -149,36 +150,28 @@ pub async fn preload(app: &App, id: &str) -> Result<Resp, ApiError> {
 }
 
 /// Draws the campaign's quiz bank into the CDN folder (in parallel; files
-/// already there are kept), logging progress every tenth.
+/// already there are kept). A large bank may take longer than a request
+/// should: the preload waits at most `PRELOAD_RENDER_WAIT` (and half the
+/// request timeout), then reports `complete: false` with the progress while
+/// the render goes on; a repeated preload joins the running render. Images
+/// not drawn yet are drawn on demand when a buyer asks for them.
 async fn render_bank(app: &App, c: &engine::Campaign) -> Result<serde_json::Value, ApiError> {
-    let bank = app.gate.bank(c);
-    let dir = app.gate.image_dir.clone();
-    let threads = app.gate.render_threads();
-    let id = c.id.clone();
-    let started = std::time::Instant::now();
-    let report = tokio::task::spawn_blocking(move || {
-        let step = (bank.size() / 10).max(1);
-        let progress = move |done: u32, total: u32| {
-            if done.is_multiple_of(step) || done == total {
-                tracing::info!(campaign = %id, done, total, "rendering the quiz bank");
-            }
-        };
-        bank.render_all(&dir, threads, &progress)
-    })
-    .await
-    .map_err(|_| ApiError::internal())?
-    .map_err(|e| {
-        tracing::error!(error = %e, "rendering the quiz bank");
-        ApiError::unavailable(format!("could not write the quiz images: {e}"))
-    })?;
-    Ok(serde_json::json!({
-        "dir": app.gate.image_dir.display().to_string(),
-        "written": report.written,
-        "kept": report.kept,
-        "threads": threads,
-        "ms": u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
-    }))
+    let wait = PRELOAD_RENDER_WAIT.min(Duration::from_millis(app.limits.request_timeout_ms / 2));
+    let status = app
+        .gate
+        .render(c)
+        .wait(wait)
+        .await
+        .map_err(|e| ApiError::unavailable(format!("could not write the quiz images: {e}")))?;
+    let mut v = serde_json::to_value(&status).map_err(|_| ApiError::internal())?;
+    v["dir"] = app.gate.image_dir.display().to_string().into();
+    v["threads"] = app.gate.render_threads().into();
+    Ok(v)
 }
+
+/// How long a preload waits for its quiz bank before it answers with the
+/// render's progress.
+const PRELOAD_RENDER_WAIT: Duration = Duration::from_secs(10);
 
 /// `GET /admin/v1/campaigns/{id}/quiz-answers`: every question's image URL
 /// and answer, for load generators; only for `load_test` campaigns.
