@@ -147,6 +147,11 @@ pub(crate) fn mac(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
 }
 
 impl Auth {
+    /// Longest token lifetime this gateway accepts (`auth.max_lifetime_s`).
+    pub fn max_lifetime_s(&self) -> u64 {
+        self.max_lifetime_s
+    }
+
     /// HS256 with `jwt_secret` and the default settings.
     pub fn new(jwt_secret: &[u8], admin_token: String) -> Result<Self, String> {
         Self::from_settings(&AuthSettings::default(), Some(jwt_secret), admin_token)

@@ -395,3 +395,56 @@ fn a_public_key_gateway_needs_an_explicit_funnel_secret() {
     assert!(!status.success());
     assert!(err.contains("SECKILL_FUNNEL_SECRET"), "{err}");
 }
+
+/// `/admin/v1/tokens` never mints a token the gateway would refuse (its
+/// lifetime over `auth.max_lifetime_s`), and with the demo identity service
+/// off its endpoints do not exist.
+#[tokio::test]
+async fn admin_tokens_respect_the_lifetime_cap_and_identity_can_be_off() {
+    let d = dir();
+    let config = d.path().join("seckill.toml");
+    std::fs::write(
+        &config,
+        "[auth]\nmax_lifetime_s = 600\naccess_ttl_s = 300\ndemo_identity = false\n",
+    )
+    .expect("config");
+    let g = Server::start(
+        &d.path().join("data"),
+        &["--config", config.to_str().expect("utf-8 path")],
+    );
+    g.create_campaign(json!({ "id": "capped" })).await;
+    let over = g
+        .admin_post(
+            "/admin/v1/tokens",
+            &json!({ "user_ids": ["dave"], "ttl_s": 601 }),
+        )
+        .await;
+    assert_eq!((over.status, over.code().as_str()), (400, "bad_request"));
+    let ok = g
+        .admin_post(
+            "/admin/v1/tokens",
+            &json!({ "user_ids": ["dave"], "ttl_s": 600 }),
+        )
+        .await;
+    assert_eq!(ok.status, 200, "{}", String::from_utf8_lossy(&ok.body));
+    let token = ok.json()["tokens"]["dave"]
+        .as_str()
+        .expect("token")
+        .to_string();
+    assert_eq!(g.grab("capped", &token).await.status, 202);
+    // The default lifetime (an hour) is capped too, not refused.
+    let default = g
+        .admin_post("/admin/v1/tokens", &json!({ "user_ids": ["erin"] }))
+        .await;
+    assert_eq!(default.status, 200);
+    let erin = default.json()["tokens"]["erin"]
+        .as_str()
+        .expect("token")
+        .to_string();
+    assert_eq!(g.grab("capped", &erin).await.status, 202);
+
+    for path in ["/api/v1/auth/login", "/api/v1/auth/refresh"] {
+        let r = g.post_json(path, None, &json!({ "user_id": "x" })).await;
+        assert_eq!((r.status, r.code().as_str()), (404, "not_found"), "{path}");
+    }
+}

@@ -306,11 +306,13 @@ pub fn tokens(app: &App, headers: &http::HeaderMap, body: &[u8]) -> Result<Resp,
             "at most {TOKENS_PER_CALL_MAX} user_ids per call"
         )));
     }
-    let ttl_s = req.ttl_s.unwrap_or(3_600);
-    if ttl_s == 0 || ttl_s > crate::auth::TOKEN_TTL_S_MAX {
+    // A token living longer than the gateway accepts would be refused on
+    // first use: refuse to mint it instead.
+    let ttl_max = crate::auth::TOKEN_TTL_S_MAX.min(app.auth.max_lifetime_s());
+    let ttl_s = req.ttl_s.unwrap_or(3_600.min(ttl_max));
+    if ttl_s == 0 || ttl_s > ttl_max {
         return Err(ApiError::bad_request(format!(
-            "ttl_s must be between 1 and {}",
-            crate::auth::TOKEN_TTL_S_MAX
+            "ttl_s must be between 1 and {ttl_max} (auth.max_lifetime_s)"
         )));
     }
     let now = app.clock.now_ms();
