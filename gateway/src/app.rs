@@ -236,7 +236,8 @@ impl Embedded {
             .reader(checkpoint)
             .context("opening a log reader")?;
         let writer_app = Arc::clone(&app);
-        let on_commit: order_store::OnCommit = Arc::new(move |batch| {
+        let on_commit: order_store::OnCommit = Arc::new(move |batch, took| {
+            crate::metrics::observe(&crate::metrics::LATENCY.store_batch, took);
             for LogRecord::Order(o) in batch {
                 if writer_app
                     .orders

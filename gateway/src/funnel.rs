@@ -210,9 +210,21 @@ pub async fn grab(
     path_sig: Option<&str>,
     req: hyper::Request<Incoming>,
 ) -> Result<OrderId, ApiError> {
+    let started = std::time::Instant::now();
     let (parts, body) = req.into_parts();
     let peer = parts.extensions.get::<crate::server::Peer>().map(|p| p.0);
-    let (refused, unread) = match stages(app, id, path_sig, peer, &parts.headers, body).await {
+    let outcome = stages(app, id, path_sig, peer, &parts.headers, body).await;
+    // Latency by outcome: accepted, or the stage that refused (a bounded
+    // label set), measured before any drain of an unread body.
+    let label = match &outcome {
+        Ok(_) => "accepted",
+        Err(boxed) => boxed.0.stage.as_str(),
+    };
+    crate::metrics::LATENCY
+        .grab
+        .with_label_values(&[label])
+        .observe(started.elapsed().as_secs_f64());
+    let (refused, unread) = match outcome {
         Ok(order) => return Ok(order),
         Err(boxed) => *boxed,
     };
@@ -421,7 +433,10 @@ async fn reserve_and_log(
         }
     };
     let record = OrderRecord::new(c, user, n, now);
-    match app.log.append(&LogRecord::Order(record.clone())).await {
+    let appending = std::time::Instant::now();
+    let appended = app.log.append(&LogRecord::Order(record.clone())).await;
+    crate::metrics::observe(&crate::metrics::LATENCY.log_append, appending.elapsed());
+    match appended {
         Ok(()) => {
             let id = record.order_id.clone();
             app.orders.insert_queued(record);

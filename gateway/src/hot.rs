@@ -22,7 +22,6 @@ use crate::config::HotSettings;
 use crate::error::ApiError;
 use dashmap::DashMap;
 use engine::{CampaignId, Rejection};
-use std::fmt::Write;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -211,38 +210,45 @@ impl HotItems {
 
     /// Prometheus lines: every counted campaign's rate and hot flag, the
     /// hot queue's waiters, grabs shed by it.
-    pub fn metrics(&self, out: &mut String) {
-        let mut rates = String::from("# TYPE seckill_campaign_requests_per_s gauge\n");
-        let mut hot = String::from("# TYPE seckill_campaign_hot gauge\n");
-        let mut waiting = String::from("# TYPE seckill_hot_queue_waiting gauge\n");
+    pub fn metrics(&self, scrape: &crate::metrics::Scrape) {
+        let rates = scrape.gauge(
+            "seckill_campaign_requests_per_s",
+            "Requests naming the campaign per second on this gateway, over the hot window.",
+            &["campaign"],
+        );
+        let hot = scrape.gauge(
+            "seckill_campaign_hot",
+            "1 while the campaign is hot on this gateway.",
+            &["campaign"],
+        );
+        let waiting = scrape.gauge(
+            "seckill_hot_queue_waiting",
+            "Grabs of a hot campaign waiting for its admission share.",
+            &["campaign"],
+        );
         for e in self.windows.iter() {
-            let (id, w) = (e.key(), e.value());
-            let rate = w.rate_milli.load(Ordering::Relaxed) as f64 / 1_000.0;
-            let _ = writeln!(
-                rates,
-                "seckill_campaign_requests_per_s{{campaign=\"{id}\"}} {rate}"
-            );
-            let flag = u8::from(w.hot.load(Ordering::Relaxed));
-            let _ = writeln!(hot, "seckill_campaign_hot{{campaign=\"{id}\"}} {flag}");
-            let n = w.waiting.load(Ordering::Relaxed);
-            let _ = writeln!(
-                waiting,
-                "seckill_hot_queue_waiting{{campaign=\"{id}\"}} {n}"
-            );
+            let (id, w) = (e.key().as_str(), e.value());
+            rates
+                .with_label_values(&[id])
+                .set(w.rate_milli.load(Ordering::Relaxed) as f64 / 1_000.0);
+            hot.with_label_values(&[id])
+                .set(f64::from(u8::from(w.hot.load(Ordering::Relaxed))));
+            waiting
+                .with_label_values(&[id])
+                .set(w.waiting.load(Ordering::Relaxed) as f64);
         }
-        out.push_str(&rates);
-        out.push_str(&hot);
-        out.push_str(&waiting);
-        let _ = writeln!(
-            out,
-            "# TYPE seckill_hot_items gauge\nseckill_hot_items {}",
-            self.hot.read().len()
-        );
-        let _ = writeln!(
-            out,
-            "# TYPE seckill_hot_queue_shed_total counter\nseckill_hot_queue_shed_total {}",
-            self.shed.load(Ordering::Relaxed)
-        );
+        scrape
+            .gauge("seckill_hot_items", "Campaigns hot on this gateway.", &[])
+            .with_label_values(&[] as &[&str])
+            .set(self.hot.read().len() as f64);
+        scrape
+            .counter(
+                "seckill_hot_queue_shed_total",
+                "Grabs of a hot campaign refused 503 by its admission queue.",
+                &[],
+            )
+            .with_label_values(&[] as &[&str])
+            .inc_by(self.shed.load(Ordering::Relaxed));
     }
 }
 
@@ -370,8 +376,9 @@ mod tests {
         }
         outcomes.sort();
         assert_eq!(outcomes, vec![false, true]);
-        let mut m = String::new();
-        h.metrics(&mut m);
+        let scrape = crate::metrics::Scrape::new();
+        h.metrics(&scrape);
+        let m = String::from_utf8(scrape.encode()).expect("utf-8");
         assert!(m.contains("seckill_hot_queue_shed_total 2"), "{m}");
         assert!(m.contains("seckill_campaign_hot{campaign=\"a\"} 1"), "{m}");
     }

@@ -15,6 +15,7 @@ pub mod hot;
 pub mod identity;
 pub mod limits;
 pub mod metered;
+pub mod metrics;
 pub mod orders;
 pub mod pages;
 pub mod production;

@@ -40,7 +40,6 @@ use governor::nanos::Nanos;
 use governor::state::keyed::ShrinkableKeyedStateStore;
 use governor::state::{InMemoryState, NotKeyed, StateStore};
 use governor::{Quota, RateLimiter};
-use std::fmt::Write;
 use std::hash::BuildHasher;
 use std::net::IpAddr;
 use std::num::NonZeroU32;
@@ -434,55 +433,62 @@ impl RateLimits {
     }
 
     /// Prometheus lines: refusals per limit, keys held, keys that did not fit.
-    pub fn metrics(&self, out: &mut String) {
-        let _ = writeln!(
-            out,
-            "# TYPE seckill_rate_limits_enabled gauge\nseckill_rate_limits_enabled {}",
-            u8::from(self.enabled)
+    pub fn metrics(&self, scrape: &crate::metrics::Scrape) {
+        scrape
+            .gauge(
+                "seckill_rate_limits_enabled",
+                "1 when the rate limits are on (SECKILL_LIMITS).",
+                &[],
+            )
+            .with_label_values(&[] as &[&str])
+            .set(f64::from(u8::from(self.enabled)));
+        let limited = scrape.counter(
+            "seckill_rate_limited_total",
+            "Requests refused with 429 rate_limited, by limit.",
+            &["limit"],
         );
-        let _ = writeln!(out, "# TYPE seckill_rate_limited_total counter");
         for kind in Kind::ALL {
-            let _ = writeln!(
-                out,
-                "seckill_rate_limited_total{{limit=\"{}\"}} {}",
-                kind.as_str(),
-                self.refused[kind as usize].load(Ordering::Relaxed)
-            );
+            limited
+                .with_label_values(&[kind.as_str()])
+                .inc_by(self.refused[kind as usize].load(Ordering::Relaxed));
         }
         let keyed = [(Kind::Ip, &self.ip), (Kind::User, &self.user)];
-        let _ = writeln!(out, "# TYPE seckill_rate_limit_keys gauge");
+        let keys = scrape.gauge(
+            "seckill_rate_limit_keys",
+            "Keys a keyed rate limiter holds now.",
+            &["limit"],
+        );
+        let overflow = scrape.counter(
+            "seckill_rate_limit_keys_overflow_total",
+            "Requests whose key did not fit a full keyed limiter (judged as new, not stored).",
+            &["limit"],
+        );
         for (kind, l) in keyed {
             if let Some(l) = l {
-                let _ = writeln!(
-                    out,
-                    "seckill_rate_limit_keys{{limit=\"{}\"}} {}",
-                    kind.as_str(),
-                    l.keys()
-                );
-            }
-        }
-        let _ = writeln!(out, "# TYPE seckill_rate_limit_keys_overflow_total counter");
-        for (kind, l) in keyed {
-            if let Some(l) = l {
-                let _ = writeln!(
-                    out,
-                    "seckill_rate_limit_keys_overflow_total{{limit=\"{}\"}} {}",
-                    kind.as_str(),
-                    l.store().overflowed()
-                );
+                keys.with_label_values(&[kind.as_str()])
+                    .set(l.keys() as f64);
+                overflow
+                    .with_label_values(&[kind.as_str()])
+                    .inc_by(l.store().overflowed());
             }
         }
         if let Some(c) = &self.campaign {
-            let _ = writeln!(
-                out,
-                "# TYPE seckill_rate_limit_shared_calls_total counter\nseckill_rate_limit_shared_calls_total {}",
-                c.calls.load(Ordering::Relaxed)
-            );
-            let _ = writeln!(
-                out,
-                "# TYPE seckill_rate_limit_errors_total counter\nseckill_rate_limit_errors_total {}",
-                c.errors.load(Ordering::Relaxed)
-            );
+            scrape
+                .counter(
+                    "seckill_rate_limit_shared_calls_total",
+                    "Calls to the shared state for the campaign rate limit.",
+                    &[],
+                )
+                .with_label_values(&[] as &[&str])
+                .inc_by(c.calls.load(Ordering::Relaxed));
+            scrape
+                .counter(
+                    "seckill_rate_limit_errors_total",
+                    "Campaign rate limit checks the shared state failed (the grab went on).",
+                    &[],
+                )
+                .with_label_values(&[] as &[&str])
+                .inc_by(c.errors.load(Ordering::Relaxed));
         }
     }
 }
@@ -665,8 +671,9 @@ mod tests {
         }
         let e = l.address("10.0.0.99".parse().unwrap()).unwrap_err();
         assert_eq!(e.message, Kind::Global.message());
-        let mut m = String::new();
-        l.metrics(&mut m);
+        let scrape = crate::metrics::Scrape::new();
+        l.metrics(&scrape);
+        let m = String::from_utf8(scrape.encode()).expect("utf-8");
         assert!(
             m.contains("seckill_rate_limited_total{limit=\"global\"} 1"),
             "{m}"

@@ -1,4 +1,4 @@
-//! `MeteredLedger`: counts the calls that reach the ledger backend (Redis
+//! `MeteredLedger`: counts and times the calls that reach the ledger backend (Redis
 //! round trips in production), so metrics and tests can show which paths
 //! touch it. `sold_out_hint` is local and not counted.
 
@@ -75,6 +75,21 @@ impl MeteredLedger {
     }
 }
 
+impl MeteredLedger {
+    /// Counts the call and records its latency
+    /// (`seckill_ledger_call_duration_seconds{op}`).
+    async fn timed<T>(&self, op: LedgerOp, call: impl std::future::Future<Output = T>) -> T {
+        self.calls.note(op);
+        let started = std::time::Instant::now();
+        let out = call.await;
+        crate::metrics::LATENCY
+            .ledger_call
+            .with_label_values(&[op.as_str()])
+            .observe(started.elapsed().as_secs_f64());
+        out
+    }
+}
+
 #[async_trait]
 impl StockLedger for MeteredLedger {
     async fn load(
@@ -83,13 +98,13 @@ impl StockLedger for MeteredLedger {
         total: u64,
         buckets: Option<u32>,
     ) -> Result<bool, LedgerError> {
-        self.calls.note(LedgerOp::Load);
-        self.inner.load(campaign, total, buckets).await
+        self.timed(LedgerOp::Load, self.inner.load(campaign, total, buckets))
+            .await
     }
 
     async fn restore(&self, campaign: &CampaignId, image: &LedgerImage) -> Result<(), LedgerError> {
-        self.calls.note(LedgerOp::Restore);
-        self.inner.restore(campaign, image).await
+        self.timed(LedgerOp::Restore, self.inner.restore(campaign, image))
+            .await
     }
 
     async fn reserve(
@@ -98,8 +113,8 @@ impl StockLedger for MeteredLedger {
         user: &UserId,
         limit: u32,
     ) -> Result<Reservation, LedgerError> {
-        self.calls.note(LedgerOp::Reserve);
-        self.inner.reserve(campaign, user, limit).await
+        self.timed(LedgerOp::Reserve, self.inner.reserve(campaign, user, limit))
+            .await
     }
 
     async fn release(
@@ -108,8 +123,8 @@ impl StockLedger for MeteredLedger {
         user: &UserId,
         n: u32,
     ) -> Result<bool, LedgerError> {
-        self.calls.note(LedgerOp::Release);
-        self.inner.release(campaign, user, n).await
+        self.timed(LedgerOp::Release, self.inner.release(campaign, user, n))
+            .await
     }
 
     fn sold_out_hint(&self, campaign: &CampaignId) -> bool {
@@ -117,12 +132,12 @@ impl StockLedger for MeteredLedger {
     }
 
     async fn snapshot(&self, campaign: &CampaignId) -> Result<Option<LedgerSnapshot>, LedgerError> {
-        self.calls.note(LedgerOp::Snapshot);
-        self.inner.snapshot(campaign).await
+        self.timed(LedgerOp::Snapshot, self.inner.snapshot(campaign))
+            .await
     }
 
     async fn holds(&self, campaign: &CampaignId) -> Result<Option<Vec<Hold>>, LedgerError> {
-        self.calls.note(LedgerOp::Holds);
-        self.inner.holds(campaign).await
+        self.timed(LedgerOp::Holds, self.inner.holds(campaign))
+            .await
     }
 }

@@ -66,20 +66,16 @@ pub fn total(reason: Reason) -> u64 {
     COUNTS[reason.index()].load(Ordering::Relaxed)
 }
 
-/// The metrics lines (Prometheus text format).
-pub fn metrics() -> String {
-    let mut out = String::from(
-        "# HELP seckill_shed_total Requests and connections shed to protect the server, by reason.\n\
-         # TYPE seckill_shed_total counter\n",
+/// Adds `seckill_shed_total{reason}` to a scrape.
+pub fn metrics(scrape: &crate::metrics::Scrape) {
+    let shed = scrape.counter(
+        "seckill_shed_total",
+        "Requests and connections shed to protect the server, by reason.",
+        &["reason"],
     );
     for r in Reason::ALL {
-        out.push_str(&format!(
-            "seckill_shed_total{{reason=\"{}\"}} {}\n",
-            r.as_str(),
-            total(r)
-        ));
+        shed.with_label_values(&[r.as_str()]).inc_by(total(r));
     }
-    out
 }
 
 #[cfg(test)]
@@ -94,7 +90,9 @@ mod tests {
             let want = b + u64::from(*r == Reason::IdleTimeout);
             assert!(total(*r) >= want, "{r:?}");
         }
-        let text = metrics();
+        let scrape = crate::metrics::Scrape::new();
+        metrics(&scrape);
+        let text = String::from_utf8(scrape.encode()).expect("utf-8");
         for r in Reason::ALL {
             let key = format!("seckill_shed_total{{reason=\"{}\"}} ", r.as_str());
             assert!(text.contains(&key), "{key}");

@@ -199,6 +199,59 @@ async fn operator_and_buyer_endpoints_follow_the_contract() {
         m.contains("seckill_stock_remaining{campaign=\"tv\"} 2"),
         "{m}"
     );
+    assert!(metrics.headers["content-type"]
+        .to_str()
+        .expect("ascii")
+        .starts_with("text/plain; version=0.0.4"));
+    assert_metrics_parse_with_histograms(&m);
+}
+
+/// `/metrics` parses as the Prometheus text format and carries the latency
+/// histograms (millisecond buckets) with observations in them.
+fn assert_metrics_parse_with_histograms(text: &str) {
+    let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string())))
+        .expect("the Prometheus text format");
+    assert!(scrape.samples.len() > 20, "{text}");
+    let histogram = |name: &str, label: Option<(&str, &str)>| {
+        let found = scrape
+            .samples
+            .iter()
+            .find(|s| s.metric == name && label.is_none_or(|(k, v)| s.labels.get(k) == Some(v)));
+        match found.map(|s| &s.value) {
+            Some(prometheus_parse::Value::Histogram(buckets)) => buckets.clone(),
+            other => panic!("{name} {label:?} is not a histogram: {other:?}\n{text}"),
+        }
+    };
+    for (name, label) in [
+        (
+            "seckill_grab_duration_seconds",
+            Some(("outcome", "accepted")),
+        ),
+        ("seckill_log_append_duration_seconds", None),
+        (
+            "seckill_ledger_call_duration_seconds",
+            Some(("op", "reserve")),
+        ),
+        ("seckill_store_batch_duration_seconds", None),
+    ] {
+        let buckets = histogram(name, label);
+        assert!(
+            buckets.iter().any(|b| (b.less_than - 0.001).abs() < 1e-12),
+            "{name}: no 1 ms bucket"
+        );
+        let all = buckets.last().expect("buckets");
+        assert!(
+            all.less_than.is_infinite() && all.count >= 1.0,
+            "{name}: {buckets:?}"
+        );
+    }
+    assert_eq!(
+        scrape
+            .docs
+            .get("seckill_grab_duration_seconds")
+            .map(String::as_str),
+        Some("Grabs from the funnel's first stage to the answer, by outcome.")
+    );
 }
 
 /// Every route of the router's own table is in `openapi.json` (and every

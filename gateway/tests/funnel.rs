@@ -70,7 +70,7 @@ async fn sold_out_storm_never_reaches_the_ledger(g: Arc<Server>, id: &str) {
     );
     let refused = metric(
         &g,
-        "seckill_funnel_refused_total{stage=\"state\",code=\"sold_out\"}",
+        "seckill_funnel_refused_total{code=\"sold_out\",stage=\"state\"}",
     )
     .await
     .expect("funnel count");
@@ -165,7 +165,7 @@ async fn stages_refuse_in_order_and_are_counted_once() {
         ("token", "unauthorized"),
         ("body", "bad_request"),
     ] {
-        let name = format!("seckill_funnel_refused_total{{stage=\"{stage}\",code=\"{code}\"}}");
+        let name = format!("seckill_funnel_refused_total{{code=\"{code}\",stage=\"{stage}\"}}");
         assert_eq!(metric(&g, &name).await, Some(1.0), "{name}");
     }
 }

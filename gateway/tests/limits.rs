@@ -164,7 +164,7 @@ async fn one_address_at_ten_times_its_limit_is_held_to_it() {
     assert!(grab_429 > 25, "{grab_429} of 50 grabs refused");
     let at_ip = metric(
         &g,
-        "seckill_funnel_refused_total{stage=\"ip\",code=\"rate_limited\"}",
+        "seckill_funnel_refused_total{code=\"rate_limited\",stage=\"ip\"}",
     )
     .await;
     assert_eq!(at_ip, Some(grab_429 as f64));
@@ -210,7 +210,7 @@ async fn one_buyer_behind_many_addresses_is_held_to_the_buyer_limit() {
     assert_within_10pct("one buyer, many addresses", ok, allowed(10, 10, elapsed));
     let at_user = metric(
         &g,
-        "seckill_funnel_refused_total{stage=\"user\",code=\"rate_limited\"}",
+        "seckill_funnel_refused_total{code=\"rate_limited\",stage=\"user\"}",
     )
     .await;
     assert_eq!(at_user, Some(limited as f64), "every refusal at `user`");
@@ -434,8 +434,9 @@ fn a_million_distinct_addresses_stay_within_the_cap() {
         assert!(limits.ip(ip).is_ok(), "a new address passes");
     }
     let after = own_rss_kib();
-    let mut m = String::new();
-    limits.metrics(&mut m);
+    let scrape = gateway::metrics::Scrape::new();
+    limits.metrics(&scrape);
+    let m = String::from_utf8(scrape.encode()).expect("utf-8");
     println!(
         "1,000,000 addresses in {:?}: RSS {before} -> {after} KiB\n{m}",
         started.elapsed()

@@ -81,8 +81,9 @@ pub enum WriterError {
     Checkpoint(StoreError),
 }
 
-/// Called after each committed batch with the records it contained.
-pub type OnCommit = Arc<dyn Fn(&[LogRecord]) + Send + Sync>;
+/// Called after each committed batch with the records it contained and how
+/// long the store took to commit it (the successful attempt).
+pub type OnCommit = Arc<dyn Fn(&[LogRecord], Duration) + Send + Sync>;
 
 /// A reader of `log` positioned at the store's checkpoint for the file log
 /// (the start of the log if there is none): where a writer must resume.
@@ -267,6 +268,7 @@ impl FileWriter {
                 source: FILE_LOG_SOURCE,
                 position: batch.end,
             };
+            let attempt = Instant::now();
             match self
                 .store
                 .write_batch(&batch.records, Some(checkpoint))
@@ -276,7 +278,7 @@ impl FileWriter {
                     stats.batches += 1;
                     stats.rows += u64::try_from(rows).unwrap_or(u64::MAX);
                     stats.duplicates += report.duplicates;
-                    (self.on_commit)(&batch.records);
+                    (self.on_commit)(&batch.records, attempt.elapsed());
                     batch.clear();
                     return Ok(Flow::Continue);
                 }

@@ -1,9 +1,9 @@
 //! Service endpoints: health, readiness, metrics, OpenAPI.
 
 use crate::app::App;
+use crate::metrics::Scrape;
 use crate::web::{self, Resp};
 use hyper::StatusCode;
-use std::fmt::Write;
 use std::sync::atomic::Ordering;
 
 pub fn healthz() -> Resp {
@@ -45,78 +45,100 @@ pub async fn readyz(app: &App) -> Resp {
     }
 }
 
-/// Prometheus text format, per campaign.
+/// Prometheus text format (`crate::metrics`): per campaign, per funnel
+/// stage, queues, ledger calls, rate limits, hot items, sheds, and the
+/// latency histograms.
 pub async fn metrics(app: &App) -> Resp {
-    let mut out = String::new();
-    let _ = writeln!(out, "# TYPE seckill_orders_logged_total counter");
-    let mut rejected = String::from("# TYPE seckill_grabs_rejected_total counter\n");
-    let mut persisted = String::from("# TYPE seckill_orders_persisted_total counter\n");
-    let mut remaining = String::from("# TYPE seckill_stock_remaining gauge\n");
+    let scrape = Scrape::new();
+    let logged = scrape.counter(
+        "seckill_orders_logged_total",
+        "Orders durably logged (accepted grabs), per campaign.",
+        &["campaign"],
+    );
+    let persisted = scrape.counter(
+        "seckill_orders_persisted_total",
+        "Orders written to the order store, per campaign.",
+        &["campaign"],
+    );
+    let lag = scrape.gauge(
+        "seckill_writer_lag",
+        "Orders logged but not yet in the order store (the writer's lag), per campaign.",
+        &["campaign"],
+    );
+    let rejected = scrape.counter(
+        "seckill_grabs_rejected_total",
+        "Grabs refused by a business rule, per campaign and code.",
+        &["campaign", "code"],
+    );
+    let remaining = scrape.gauge(
+        "seckill_stock_remaining",
+        "Units the stock ledger still holds for sale, per campaign.",
+        &["campaign"],
+    );
     for live in app.registry.all() {
         let c = live.get();
         let id = c.id.as_str();
-        let _ = writeln!(
-            out,
-            "seckill_orders_logged_total{{campaign=\"{id}\"}} {}",
-            live.counters.logged.load(Ordering::Relaxed)
+        let (l, p) = (
+            live.counters.logged.load(Ordering::Relaxed),
+            live.counters.persisted.load(Ordering::Relaxed),
         );
-        let _ = writeln!(
-            persisted,
-            "seckill_orders_persisted_total{{campaign=\"{id}\"}} {}",
-            live.counters.persisted.load(Ordering::Relaxed)
-        );
+        logged.with_label_values(&[id]).inc_by(l);
+        persisted.with_label_values(&[id]).inc_by(p);
+        lag.with_label_values(&[id]).set(l.saturating_sub(p) as f64);
         for (code, n) in live.counters.rejected() {
-            let _ = writeln!(
-                rejected,
-                "seckill_grabs_rejected_total{{campaign=\"{id}\",code=\"{code}\"}} {n}"
-            );
+            rejected.with_label_values(&[id, code]).inc_by(n);
         }
         if let Ok(Some(s)) = app.ledger.snapshot(&c.id).await {
-            let _ = writeln!(
-                remaining,
-                "seckill_stock_remaining{{campaign=\"{id}\"}} {}",
-                s.remaining
-            );
+            remaining.with_label_values(&[id]).set(s.remaining as f64);
         }
     }
-    let _ = writeln!(
-        out,
-        "# TYPE seckill_orders_indexed gauge\nseckill_orders_indexed {}",
-        app.orders.len()
+    let gauge = |name: &str, help: &str, v: f64| {
+        scrape
+            .gauge(name, help, &[])
+            .with_label_values(&[] as &[&str])
+            .set(v);
+    };
+    gauge(
+        "seckill_orders_indexed",
+        "Orders in this gateway's order index.",
+        app.orders.len() as f64,
     );
-    let _ = writeln!(
-        out,
-        "# TYPE seckill_grabs_inflight gauge\nseckill_grabs_inflight {}",
-        app.limits.grabs_inflight_max - app.grab_permits.available_permits()
+    gauge(
+        "seckill_grabs_inflight",
+        "Grabs between admission and answer (queue depth of the in-flight cap).",
+        (app.limits.grabs_inflight_max - app.grab_permits.available_permits()) as f64,
     );
-    let _ = writeln!(
-        out,
-        "# TYPE seckill_order_log_unsettled gauge\nseckill_order_log_unsettled {}",
-        app.log.unsettled()
+    gauge(
+        "seckill_order_log_unsettled",
+        "Order log appends whose outcome is not known yet.",
+        app.log.unsettled() as f64,
     );
-    let _ = writeln!(out, "# TYPE seckill_ledger_calls_total counter");
+    let calls = scrape.counter(
+        "seckill_ledger_calls_total",
+        "Calls that reached the stock ledger backend, by operation.",
+        &["op"],
+    );
     for op in crate::metered::LedgerOp::ALL {
-        let _ = writeln!(
-            out,
-            "seckill_ledger_calls_total{{op=\"{}\"}} {}",
-            op.as_str(),
-            app.ledger_calls.get(op)
-        );
+        calls
+            .with_label_values(&[op.as_str()])
+            .inc_by(app.ledger_calls.get(op));
     }
-    let _ = writeln!(out, "# TYPE seckill_funnel_refused_total counter");
+    let refused = scrape.counter(
+        "seckill_funnel_refused_total",
+        "Grabs refused, by the funnel stage that refused them and code.",
+        &["stage", "code"],
+    );
     for (stage, code, n) in app.funnel.seen() {
-        let _ = writeln!(
-            out,
-            "seckill_funnel_refused_total{{stage=\"{stage}\",code=\"{code}\"}} {n}"
-        );
+        refused.with_label_values(&[stage, code]).inc_by(n);
     }
-    app.rate.metrics(&mut out);
-    app.hot.metrics(&mut out);
-    out.push_str(&crate::shed::metrics());
-    out.push_str(&persisted);
-    out.push_str(&rejected);
-    out.push_str(&remaining);
-    web::bytes(StatusCode::OK, "text/plain; version=0.0.4", out)
+    app.rate.metrics(&scrape);
+    app.hot.metrics(&scrape);
+    crate::shed::metrics(&scrape);
+    web::bytes(
+        StatusCode::OK,
+        crate::metrics::CONTENT_TYPE,
+        scrape.encode(),
+    )
 }
 
 pub fn openapi() -> Resp {

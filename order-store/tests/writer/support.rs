@@ -69,7 +69,7 @@ pub async fn append_all(log: &Arc<FileLog>, records: Vec<LogRecord>) -> TestResu
 /// test can await "n records committed" instead of sleeping.
 pub fn commit_counter() -> (OnCommit, watch::Receiver<u64>) {
     let (tx, rx) = watch::channel(0u64);
-    let on_commit: OnCommit = Arc::new(move |batch: &[LogRecord]| {
+    let on_commit: OnCommit = Arc::new(move |batch: &[LogRecord], _took| {
         tx.send_modify(|n| *n += batch.len() as u64);
     });
     (on_commit, rx)
