@@ -439,6 +439,8 @@ async fn reserve_and_log(
     match appended {
         Ok(()) => {
             let id = record.order_id.clone();
+            tracing::debug!(campaign = %record.campaign_id, order_id = %id, user = %record.user_id,
+                n = record.n, "order logged");
             app.orders.insert_queued(record);
             live.counters.logged.fetch_add(1, Ordering::Relaxed);
             Ok(id)

@@ -179,14 +179,30 @@ impl ServeArgs {
     }
 }
 
+/// Logs go to stderr: human-readable text, or one JSON object per line
+/// (`SECKILL_LOG_FORMAT=json`, for log shippers) with the event's fields
+/// (`campaign`, `order_id`, ...) as keys. `SECKILL_LOG` filters them
+/// (`info` by default; e.g. `debug` logs every order as it is logged).
+fn init_logs() -> anyhow::Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SECKILL_LOG")
+        .unwrap_or_else(|_| "info".into());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match std::env::var("SECKILL_LOG_FORMAT").as_deref() {
+        Err(_) | Ok("" | "text") => builder.init(),
+        Ok("json") => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .init(),
+        Ok(other) => anyhow::bail!("SECKILL_LOG_FORMAT must be `text` or `json`, not `{other}`"),
+    }
+    Ok(())
+}
+
 fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("SECKILL_LOG")
-                .unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    init_logs()?;
     let cli = Cli::parse();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

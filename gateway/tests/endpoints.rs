@@ -366,3 +366,61 @@ async fn winners_export_streams_every_order_once() {
         .collect();
     assert_eq!(from_json, ids);
 }
+
+/// `SECKILL_LOG_FORMAT=json`: every stderr line is one JSON object, and
+/// events carry the campaign and order ids as fields; a wrong format is
+/// refused at start with a clear message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_logs_carry_campaign_and_order_ids() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let server = Server::start_with(
+        &data,
+        &[],
+        &[
+            ("SECKILL_LOG_FORMAT", "json".to_string()),
+            ("SECKILL_LOG", "info,gateway=debug".to_string()),
+        ],
+    );
+    server
+        .create_campaign(json!({ "id": "logged", "stock": 2 }))
+        .await;
+    let token = server.tokens(&["lena".to_string()]).await.remove(0);
+    let won = server.grab("logged", &token).await;
+    assert_eq!(won.status, 202);
+    let order_id = won.json()["order_id"]
+        .as_str()
+        .expect("order id")
+        .to_string();
+    let text = std::fs::read_to_string(data.with_extension("stderr.log")).expect("stderr log");
+    let events: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let has = |message: &str, key: &str, value: &str| {
+        events
+            .iter()
+            .any(|e| e["message"] == message && e["campaign"] == "logged" && e[key] == value)
+    };
+    assert!(has("campaign created", "level", "INFO"), "{text}");
+    assert!(has("order logged", "order_id", &order_id), "{text}");
+
+    let refused = std::process::Command::new(env!("CARGO_BIN_EXE_seckill"))
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--no-demo",
+            "--data-dir",
+        ])
+        .arg(dir.path().join("other"))
+        .env("SECKILL_LOG_FORMAT", "xml")
+        .output()
+        .expect("run seckill");
+    assert!(!refused.status.success());
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        err.contains("SECKILL_LOG_FORMAT must be `text` or `json`"),
+        "{err}"
+    );
+}

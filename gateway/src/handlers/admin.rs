@@ -27,6 +27,7 @@ pub async fn create(app: &App, headers: &http::HeaderMap, body: &[u8]) -> Result
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
     let id = campaign.id.clone();
     create_campaign(app, campaign).await?;
+    tracing::info!(campaign = %id, "campaign created");
     let live = super::campaign(app, id.as_str())?;
     let view = admin_view(app, &live, app.clock.now_ms()).await;
     Ok(web::json(StatusCode::CREATED, &view))
@@ -212,6 +213,7 @@ pub async fn control(app: &App, id: &str, action: &str) -> Result<Resp, ApiError
         _ => Control::Stopped,
     };
     app.store.set_control(&c.id, c.control).await?;
+    tracing::info!(campaign = %c.id, action, "campaign control changed");
     live.set(c);
     let view = admin_view(app, &live, app.clock.now_ms()).await;
     Ok(web::json(StatusCode::OK, &view))
