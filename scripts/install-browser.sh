@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs what the browser test (gateway/tests/browser.rs) needs, idempotently:
+# Installs what the browser tests (gateway/tests/browser.rs, dashboard.rs) need, idempotently:
 #   - Debian's Chromium and ChromeDriver (/usr/bin/chromium, /usr/bin/chromedriver), with apt-get;
 #   - playwright-core, at the exact version pinned in scripts/browser/package-lock.json, into
 #     scripts/browser/node_modules (git-ignored), with `npm ci`.

@@ -1,5 +1,6 @@
 //! Static pages served by the gateway in the embedded default: the per-item
-//! buyer page rendered from `static-cdn/item.html`, and its assets.
+//! buyer page rendered from `static-cdn/item.html`, and its assets; the
+//! operators' live dashboard (`static-cdn/admin/`) and its assets.
 //!
 //! The files are compiled in so the binary runs from any directory; in
 //! production a CDN serves the same files.
@@ -13,6 +14,12 @@ use std::path::{Path, PathBuf};
 const ITEM_TEMPLATE: &str = include_str!("../../static-cdn/item.html");
 const APP_JS: &str = include_str!("../../static-cdn/app.js");
 const STYLE_CSS: &str = include_str!("../../static-cdn/style.css");
+const DASHBOARD_HTML: &str = include_str!("../../static-cdn/admin/index.html");
+const DASHBOARD_JS: &str = include_str!("../../static-cdn/admin/dashboard.js");
+const DASHBOARD_CSS: &str = include_str!("../../static-cdn/admin/dashboard.css");
+// uPlot, vendored (version in static-cdn/README.md).
+const UPLOT_JS: &str = include_str!("../../static-cdn/admin/vendor/uPlot.iife.min.js");
+const UPLOT_CSS: &str = include_str!("../../static-cdn/admin/vendor/uPlot.min.css");
 
 pub fn item(app: &App, file: &str) -> Result<Resp, ApiError> {
     let id = file
@@ -65,6 +72,29 @@ pub fn asset(file: &str) -> Result<Resp, ApiError> {
     let (body, kind) = match file {
         "app.js" => (APP_JS, "text/javascript; charset=utf-8"),
         "style.css" => (STYLE_CSS, "text/css; charset=utf-8"),
+        _ => return Err(ApiError::not_found("no such asset")),
+    };
+    Ok(page_response(web::bytes(StatusCode::OK, kind, body)))
+}
+
+/// `GET /admin/dashboard`: the operators' live dashboard. It holds no data:
+/// its script asks the admin API with the token the operator types in.
+pub fn dashboard() -> Resp {
+    page_response(web::bytes(
+        StatusCode::OK,
+        "text/html; charset=utf-8",
+        DASHBOARD_HTML,
+    ))
+}
+
+/// `GET /admin/static/{file}`: the dashboard's script, style and the
+/// vendored chart library.
+pub fn dashboard_asset(file: &str) -> Result<Resp, ApiError> {
+    let (body, kind) = match file {
+        "dashboard.js" => (DASHBOARD_JS, "text/javascript; charset=utf-8"),
+        "dashboard.css" => (DASHBOARD_CSS, "text/css; charset=utf-8"),
+        "uPlot.iife.min.js" => (UPLOT_JS, "text/javascript; charset=utf-8"),
+        "uPlot.min.css" => (UPLOT_CSS, "text/css; charset=utf-8"),
         _ => return Err(ApiError::not_found("no such asset")),
     };
     Ok(page_response(web::bytes(StatusCode::OK, kind, body)))

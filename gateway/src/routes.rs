@@ -35,6 +35,8 @@ pub enum Endpoint {
     Pay,
     Item,
     Asset,
+    Dashboard,
+    DashboardAsset,
     ListCampaigns,
     CreateCampaign,
     Stats,
@@ -97,6 +99,10 @@ pub const ROUTES: &[Route] = &[
     r("POST", "/api/v1/orders/{order_id}/pay", Endpoint::Pay),
     r("GET", "/items/{id}.html", Endpoint::Item),
     r("GET", "/static/{file}", Endpoint::Asset),
+    // The operators' live dashboard: a page without data (it asks the admin
+    // API with the token the operator types in), so no token to fetch it.
+    r("GET", "/admin/dashboard", Endpoint::Dashboard),
+    r("GET", "/admin/static/{file}", Endpoint::DashboardAsset),
     r("GET", "/admin/v1/campaigns", Endpoint::ListCampaigns),
     r("POST", "/admin/v1/campaigns", Endpoint::CreateCampaign),
     r("GET", "/admin/v1/campaigns/{id}/stats", Endpoint::Stats),
@@ -186,13 +192,19 @@ pub async fn handle(
 
 async fn route(app: &Arc<App>, req: Request<Incoming>) -> Result<Resp, ApiError> {
     let path = req.uri().path().to_string();
+    let found = find(req.method(), &path);
     // Operators' paths answer nothing, not even 404 or 405, without the
-    // admin credential.
-    if path.starts_with("/admin/") {
+    // admin credential; except the dashboard's page and assets, which hold
+    // no data (the page asks the admin API with the token typed into it):
+    // their paths answer like any page's, 405 to another method included.
+    let public_page = matches!(
+        find(&Method::GET, &path),
+        Ok((Endpoint::Dashboard | Endpoint::DashboardAsset, _))
+    );
+    if path.starts_with("/admin/") && !public_page {
         app.auth
             .admin(req.headers().get(AUTHORIZATION).map(|v| v.as_bytes()))?;
     }
-    let found = find(req.method(), &path);
     if path.starts_with("/api/") {
         // Unknown buyer paths too: probing costs budget like any request.
         limit_buyer(app, &req, found.as_ref().ok().map(|(e, _)| *e))?;
@@ -247,6 +259,8 @@ async fn route(app: &Arc<App>, req: Request<Incoming>) -> Result<Resp, ApiError>
         }
         Endpoint::Item => pages::item(app, param),
         Endpoint::Asset => pages::asset(param),
+        Endpoint::Dashboard => Ok(pages::dashboard()),
+        Endpoint::DashboardAsset => pages::dashboard_asset(param),
         Endpoint::ListCampaigns
         | Endpoint::CreateCampaign
         | Endpoint::Stats

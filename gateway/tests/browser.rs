@@ -12,13 +12,11 @@
 mod common;
 
 use bytes::Bytes;
+use common::browser::{artifact_path, require_browser_tools, run_script};
 use common::{now_ms, Server, ADMIN_TOKEN};
 use http_body_util::{BodyExt, Full};
 use serde_json::{json, Value};
-use std::io::Read;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// The sale starts this long after its creation. Preload (which draws the
 /// 100-question bank: well under a second), the export and the browser's
@@ -28,61 +26,6 @@ use std::time::{Duration, Instant};
 const START_DELAY_MS: u64 = 3_000;
 /// The browser script is killed after this long.
 const BROWSER_LIMIT: Duration = Duration::from_secs(60);
-const INSTALL_HINT: &str = "run `bash scripts/install-browser.sh` (installs Debian chromium, \
-     chromium-driver and playwright-core into scripts/browser/node_modules)";
-
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("workspace root")
-        .to_path_buf()
-}
-
-fn chromium() -> PathBuf {
-    std::env::var_os("SECKILL_CHROMIUM")
-        .map_or_else(|| PathBuf::from("/usr/bin/chromium"), PathBuf::from)
-}
-
-/// Fails (never skips) when the browser, Node.js or playwright-core is missing.
-fn require_browser_tools() {
-    let chromium = chromium();
-    assert!(
-        chromium.is_file(),
-        "{} is missing: {INSTALL_HINT}",
-        chromium.display()
-    );
-    let node = Command::new("node")
-        .args(["-p", "process.versions.node.split('.')[0]"])
-        .output();
-    let major = match node {
-        Ok(out) if out.status.success() => String::from_utf8_lossy(&out.stdout)
-            .trim()
-            .parse::<u32>()
-            .unwrap_or(0),
-        Ok(out) => panic!(
-            "node does not run ({}): {INSTALL_HINT}",
-            String::from_utf8_lossy(&out.stderr)
-        ),
-        Err(e) => panic!("node not found ({e}): Node.js 20 or newer is needed; {INSTALL_HINT}"),
-    };
-    assert!(major >= 20, "Node.js {major} is too old (20+ needed)");
-    let playwright = workspace().join("scripts/browser/node_modules/playwright-core/package.json");
-    assert!(
-        playwright.is_file(),
-        "{} is missing: {INSTALL_HINT}",
-        playwright.display()
-    );
-}
-
-/// Where the screenshot is kept after the test.
-fn artifact_path() -> PathBuf {
-    let target = match std::env::var_os("CARGO_TARGET_DIR") {
-        Some(dir) if Path::new(&dir).is_absolute() => PathBuf::from(dir),
-        Some(dir) => workspace().join(dir),
-        None => workspace().join("target"),
-    };
-    target.join("artifacts").join("buyer-quiz.png")
-}
 
 /// An admin call that may take long (preload draws the quiz bank): the
 /// harness's `call` gives up after 30 s.
@@ -101,68 +44,6 @@ async fn admin_post_slow(server: &Server, path: &str, limit: Duration) -> (u16, 
     let status = resp.status().as_u16();
     let body = resp.into_body().collect().await.expect("body").to_bytes();
     (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
-}
-
-/// What the browser script did: its exit code (None when killed), the
-/// JSON line it printed, and everything it wrote.
-struct BrowserRun {
-    exit: Option<i32>,
-    result: Value,
-    stdout: String,
-    stderr: String,
-}
-
-/// Runs `node scripts/browser/buyer-quiz.mjs <args>`, killed after
-/// `BROWSER_LIMIT`.
-fn run_buyer_quiz(args: &[String]) -> BrowserRun {
-    let script = workspace().join("scripts/browser/buyer-quiz.mjs");
-    let mut child = Command::new("node")
-        .arg(&script)
-        .args(args)
-        .current_dir(workspace())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("spawn node {}: {e}; {INSTALL_HINT}", script.display()));
-    let mut out = child.stdout.take().expect("stdout");
-    let mut err = child.stderr.take().expect("stderr");
-    let out_reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = out.read_to_string(&mut s);
-        s
-    });
-    let err_reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = err.read_to_string(&mut s);
-        s
-    });
-    let deadline = Instant::now() + BROWSER_LIMIT;
-    let exit = loop {
-        if let Some(status) = child.try_wait().expect("wait for node") {
-            break status.code();
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let stdout = out_reader.join().unwrap_or_default();
-    let stderr = err_reader.join().unwrap_or_default();
-    let result = stdout
-        .lines()
-        .rev()
-        .find(|l| l.trim_start().starts_with('{'))
-        .and_then(|l| serde_json::from_str(l).ok())
-        .unwrap_or(Value::Null);
-    BrowserRun {
-        exit,
-        result,
-        stdout,
-        stderr,
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -219,7 +100,7 @@ async fn buyer_page_passes_the_quiz_and_grabs_through_the_hidden_path() {
     std::fs::write(&answers_file, &export.body).expect("write answers");
 
     let token = server.tokens(&[buyer.to_string()]).await.remove(0);
-    let shot = artifact_path();
+    let shot = artifact_path("buyer-quiz.png");
     std::fs::create_dir_all(shot.parent().expect("artifact dir")).expect("artifact dir");
     let _ = std::fs::remove_file(&shot);
     let page_opened_before_start = now_ms() < starts_at;
@@ -235,9 +116,10 @@ async fn buyer_page_passes_the_quiz_and_grabs_through_the_hidden_path() {
         "--screenshot".into(),
         shot.to_string_lossy().into_owned(),
     ];
-    let run = tokio::task::spawn_blocking(move || run_buyer_quiz(&args))
-        .await
-        .expect("browser run");
+    let run =
+        tokio::task::spawn_blocking(move || run_script("buyer-quiz.mjs", &args, BROWSER_LIMIT))
+            .await
+            .expect("browser run");
     eprintln!("buyer-quiz.mjs stderr:\n{}", run.stderr);
     println!("buyer-quiz.mjs stdout:\n{}", run.stdout);
     println!("browser screenshot: {}", shot.display());

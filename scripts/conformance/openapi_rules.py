@@ -9,7 +9,9 @@ from the server's structure and hold whatever a run provokes:
 - a request whose body is read (every admin request, and every operation
   with a request body or that reads one: pay): 400 (unreadable body,
   non-numeric Content-Length), 408 (body-read timeout), 413 (body limit);
-- under /admin/: 401 (the admin token is checked before anything else);
+- under /admin/: 401 (the admin token is checked before anything else),
+  except the operators' dashboard page and its assets (PUBLIC_PAGES: they
+  hold no data, are served without the token and read no body);
 - under /api/: 429 (the per-address and global rate limits);
 - an operation with a bearer security scheme: 401.
 
@@ -28,6 +30,8 @@ DOC = Path(__file__).resolve().parents[2] / "gateway" / "openapi.json"
 METHODS = ("get", "put", "post", "delete", "patch", "head", "options")
 # Operations that read a body although the document gives them none.
 READS_BODY = {("post", "/api/v1/orders/{order_id}/pay")}
+# Pages under /admin/ served without the admin token (gateway/src/routes.rs).
+PUBLIC_PAGES = {("get", "/admin/dashboard"), ("get", "/admin/static/{file}")}
 # Which shared response stands for each status a rule adds.
 COMPONENT = {
     "400": "BadRequest",
@@ -42,11 +46,12 @@ COMPONENT = {
 
 def required(path, method, op):
     need = {"500": "any request", "503": "the per-request timeout"}
-    reads_body = path.startswith("/admin/") or "requestBody" in op or (method, path) in READS_BODY
+    admin = path.startswith("/admin/") and (method, path) not in PUBLIC_PAGES
+    reads_body = admin or "requestBody" in op or (method, path) in READS_BODY
     if reads_body:
         for status in ("400", "408", "413"):
             need[status] = "its body is read"
-    if path.startswith("/admin/"):
+    if admin:
         need["401"] = "the admin token"
     if path.startswith("/api/"):
         need["429"] = "the /api/ rate limits"

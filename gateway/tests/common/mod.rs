@@ -2,6 +2,7 @@
 //! own data directory, and talks HTTP to it.
 #![allow(dead_code)] // each test binary uses a different subset
 
+pub mod browser;
 pub mod prod;
 
 use bytes::Bytes;
