@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::prod::{eventually, ProdEnv};
+use common::prod::{eventually, operator, ProdEnv};
 use common::users;
 use rand::seq::SliceRandom;
 use serde_json::json;
@@ -96,4 +96,135 @@ async fn two_gateways_share_the_stock_and_the_writer_lands_every_order() {
         "{stats}"
     );
     assert_eq!(stats["store_sold"], 100, "{stats}");
+}
+
+/// The kill switch during a sale (issue 9, acceptance 5): buyers grab on
+/// two gateways; an operator pauses on the first; within 1 s both answer
+/// `423 paused`; after resume selling goes on, and the final count is
+/// exact (every unit sold once, the store holds exactly the acked orders).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pause_reaches_every_gateway_within_a_second_and_resume_is_exact() {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    let env = ProdEnv::new("pause");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let g1 = Arc::new(env.gateway(dir.path(), "g1"));
+    let g2 = Arc::new(env.gateway(dir.path(), "g2"));
+    let _writer = env.writer(dir.path(), "w1");
+    let campaign = format!("pause-{}", std::process::id());
+    let stock = 300;
+    g1.create_campaign(json!({ "id": campaign, "stock": stock }))
+        .await;
+    let path = format!("/api/v1/campaigns/{campaign}");
+    assert!(
+        eventually(10, async || g2.get(&path, None).await.status == 200).await,
+        "the second gateway never learned the campaign"
+    );
+    let names = users("pz-", 2_000);
+    let tokens = Arc::new(g1.tokens(&names).await);
+    // Buyers: 8 loops, each over its own users (one grab per user), on
+    // alternating gateways, until their users run out. Paused answers are
+    // retried later by the same user (a human presses again).
+    let next = Arc::new(AtomicUsize::new(0));
+    let acked = Arc::new(AtomicUsize::new(0));
+    let paused_seen = Arc::new(AtomicBool::new(false));
+    let mut loops = Vec::new();
+    for w in 0..8 {
+        let gateway = Arc::clone(if w % 2 == 0 { &g1 } else { &g2 });
+        let (tokens, campaign, next, acked) = (
+            Arc::clone(&tokens),
+            campaign.clone(),
+            Arc::clone(&next),
+            Arc::clone(&acked),
+        );
+        let paused_seen = Arc::clone(&paused_seen);
+        loops.push(tokio::spawn(async move {
+            let mut orders = Vec::new();
+            let mut retry: Option<usize> = None;
+            let started = std::time::Instant::now();
+            while started.elapsed() < std::time::Duration::from_secs(60) {
+                let u = match retry.take() {
+                    Some(u) => u,
+                    None => next.fetch_add(1, Ordering::Relaxed),
+                };
+                if u >= tokens.len() - 10 {
+                    break; // the last ten are the probes' own
+                }
+                let r = gateway.grab(&campaign, &tokens[u]).await;
+                match (r.status, r.code().as_str()) {
+                    (202, _) => {
+                        acked.fetch_add(1, Ordering::Relaxed);
+                        orders.push(r.json()["order_id"].as_str().expect("id").to_string());
+                    }
+                    (423, "paused") => {
+                        paused_seen.store(true, Ordering::Relaxed);
+                        retry = Some(u);
+                        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                    }
+                    (410, "sold_out") => break,
+                    (status, code) => panic!("unexpected {status} {code}"),
+                }
+            }
+            orders
+        }));
+    }
+    // Pause once the sale is well under way.
+    assert!(
+        eventually(20, async || acked.load(Ordering::Relaxed) >= 50).await,
+        "the sale did not start"
+    );
+    let paused_at = std::time::Instant::now();
+    operator(&g1, &campaign, "pause").await;
+    // Every gateway refuses within 1 s: probe both with fresh buyers.
+    // (A gateway that has not heard of the pause yet may still sell to a
+    // probe: those orders count like any other.)
+    let mut reached = Vec::new();
+    let mut probe_orders = Vec::new();
+    for (i, g) in [&g1, &g2].into_iter().enumerate() {
+        let probe = &tokens[tokens.len() - 1 - i];
+        loop {
+            let r = g.grab(&campaign, probe).await;
+            if (r.status, r.code().as_str()) == (423, "paused") {
+                reached.push(paused_at.elapsed());
+                break;
+            }
+            if r.status == 202 {
+                probe_orders.push(r.json()["order_id"].as_str().expect("id").to_string());
+            }
+            assert!(
+                paused_at.elapsed() < std::time::Duration::from_secs(5),
+                "gateway {i} still sells 5 s after the pause"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    }
+    eprintln!("pause reached the gateways after {reached:?}");
+    for (i, t) in reached.iter().enumerate() {
+        assert!(
+            *t <= std::time::Duration::from_secs(1),
+            "gateway {i} answered paused only after {t:?}"
+        );
+    }
+    let during = acked.load(Ordering::Relaxed);
+    operator(&g1, &campaign, "resume").await;
+    let mut orders: HashSet<String> = probe_orders.into_iter().collect();
+    for l in loops {
+        for o in l.await.expect("buyer loop") {
+            assert!(orders.insert(o), "an order id twice");
+        }
+    }
+    assert!(paused_seen.load(Ordering::Relaxed) || during >= stock as usize);
+    assert_eq!(orders.len(), stock as usize, "every unit sold exactly once");
+    assert!(
+        eventually(30, async || env.rows(&campaign).await.len()
+            >= stock as usize)
+        .await,
+        "the writer did not land every order"
+    );
+    let rows: HashSet<String> = env
+        .rows(&campaign)
+        .await
+        .into_iter()
+        .map(|(order_id, _)| order_id)
+        .collect();
+    assert_eq!(rows, orders, "the store holds exactly the acked orders");
 }

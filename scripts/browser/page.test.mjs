@@ -66,7 +66,11 @@ test('a buyer passes the quiz and grabs through the hidden path', async () => {
 });
 
 test('a page whose clock runs early meets 425 not_started and retries until the start', async () => {
-  const mock = await startMock({ id: 'early-item', startInMs: 2500, timeAheadMs: 1500 });
+  // The page asks for the grab path when its (early) clock says the sale
+  // started: 5 s before the real start. Launching Chromium on a loaded
+  // machine can take seconds, so the margin must exceed it (with 2.5 s and
+  // 1.5 s ahead the page sometimes first asked after the real start).
+  const mock = await startMock({ id: 'early-item', startInMs: 6000, timeAheadMs: 5000 });
   try {
     const r = await runBuyer(['--url', mock.url, '--campaign', mock.id, '--token', buyerToken('dave'),
       '--answers', await answersFile(mock), '--screenshot', join(tmp, 'early.png')]);
