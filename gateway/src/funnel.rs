@@ -214,16 +214,10 @@ pub async fn grab(
     let (parts, body) = req.into_parts();
     let peer = parts.extensions.get::<crate::server::Peer>().map(|p| p.0);
     let outcome = stages(app, id, path_sig, peer, &parts.headers, body).await;
-    // Latency by outcome: accepted, or the stage that refused (a bounded
-    // label set), measured before any drain of an unread body.
-    let label = match &outcome {
-        Ok(_) => "accepted",
-        Err(boxed) => boxed.0.stage.as_str(),
-    };
-    crate::metrics::LATENCY
-        .grab
-        .with_label_values(&[label])
-        .observe(started.elapsed().as_secs_f64());
+    // Latency by outcome (accepted, or the refusing stage), measured before
+    // any drain of an unread body.
+    let refused_at = outcome.as_ref().err().map(|boxed| boxed.0.stage);
+    crate::metrics::LATENCY.grab(refused_at, started.elapsed());
     let (refused, unread) = match outcome {
         Ok(order) => return Ok(order),
         Err(boxed) => *boxed,

@@ -237,18 +237,16 @@ impl HotItems {
                 .with_label_values(&[id])
                 .set(w.waiting.load(Ordering::Relaxed) as f64);
         }
-        scrape
-            .gauge("seckill_hot_items", "Campaigns hot on this gateway.", &[])
-            .with_label_values(&[] as &[&str])
-            .set(self.hot.read().len() as f64);
-        scrape
-            .counter(
-                "seckill_hot_queue_shed_total",
-                "Grabs of a hot campaign refused 503 by its admission queue.",
-                &[],
-            )
-            .with_label_values(&[] as &[&str])
-            .inc_by(self.shed.load(Ordering::Relaxed));
+        scrape.value(
+            "seckill_hot_items",
+            "Campaigns hot on this gateway.",
+            self.hot.read().len() as f64,
+        );
+        scrape.total(
+            "seckill_hot_queue_shed_total",
+            "Grabs of a hot campaign refused 503 by its admission queue.",
+            self.shed.load(Ordering::Relaxed),
+        );
     }
 }
 

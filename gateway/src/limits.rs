@@ -434,14 +434,11 @@ impl RateLimits {
 
     /// Prometheus lines: refusals per limit, keys held, keys that did not fit.
     pub fn metrics(&self, scrape: &crate::metrics::Scrape) {
-        scrape
-            .gauge(
-                "seckill_rate_limits_enabled",
-                "1 when the rate limits are on (SECKILL_LIMITS).",
-                &[],
-            )
-            .with_label_values(&[] as &[&str])
-            .set(f64::from(u8::from(self.enabled)));
+        scrape.value(
+            "seckill_rate_limits_enabled",
+            "1 when the rate limits are on (SECKILL_LIMITS).",
+            f64::from(u8::from(self.enabled)),
+        );
         let limited = scrape.counter(
             "seckill_rate_limited_total",
             "Requests refused with 429 rate_limited, by limit.",
@@ -473,22 +470,16 @@ impl RateLimits {
             }
         }
         if let Some(c) = &self.campaign {
-            scrape
-                .counter(
-                    "seckill_rate_limit_shared_calls_total",
-                    "Calls to the shared state for the campaign rate limit.",
-                    &[],
-                )
-                .with_label_values(&[] as &[&str])
-                .inc_by(c.calls.load(Ordering::Relaxed));
-            scrape
-                .counter(
-                    "seckill_rate_limit_errors_total",
-                    "Campaign rate limit checks the shared state failed (the grab went on).",
-                    &[],
-                )
-                .with_label_values(&[] as &[&str])
-                .inc_by(c.errors.load(Ordering::Relaxed));
+            scrape.total(
+                "seckill_rate_limit_shared_calls_total",
+                "Calls to the shared state for the campaign rate limit.",
+                c.calls.load(Ordering::Relaxed),
+            );
+            scrape.total(
+                "seckill_rate_limit_errors_total",
+                "Campaign rate limit checks the shared state failed (the grab went on).",
+                c.errors.load(Ordering::Relaxed),
+            );
         }
     }
 }

@@ -82,10 +82,7 @@ impl MeteredLedger {
         self.calls.note(op);
         let started = std::time::Instant::now();
         let out = call.await;
-        crate::metrics::LATENCY
-            .ledger_call
-            .with_label_values(&[op.as_str()])
-            .observe(started.elapsed().as_secs_f64());
+        crate::metrics::LATENCY.ledger_call(op, started.elapsed());
         out
     }
 }

@@ -11,6 +11,8 @@
 //!   scrape builds them in a registry of its own (`Scrape`), so the
 //!   counters stay plain atomics on the hot path.
 
+use crate::funnel::Stage;
+use crate::metered::LedgerOp;
 use prometheus::{
     Encoder, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry,
     TextEncoder,
@@ -29,15 +31,18 @@ const BUCKETS_S: [f64; 17] = [
 #[derive(Debug)]
 pub struct Latency {
     registry: Registry,
-    /// A grab from the funnel's first stage to its answer, by outcome
-    /// (`accepted`, or the refusal's stage).
-    pub grab: HistogramVec,
     /// One append to the order log, until durable (or refused).
     pub log_append: Histogram,
-    /// One call to the stock ledger backend, by operation.
-    pub ledger_call: HistogramVec,
     /// One batch written to the order store by the in-process writer.
     pub store_batch: Histogram,
+    /// A grab from the funnel's first stage to its answer, by outcome
+    /// (`accepted`, or the refusal's stage), and a call to the stock ledger
+    /// backend by operation: the children of `seckill_grab_duration_seconds`
+    /// and `seckill_ledger_call_duration_seconds`, resolved once, so the hot
+    /// path indexes an array instead of hashing label values under a lock.
+    grab_accepted: Histogram,
+    grab_refused: Vec<Histogram>,
+    ledger_by_op: Vec<Histogram>,
 }
 
 fn histogram_opts(name: &str, help: &str) -> HistogramOpts {
@@ -83,13 +88,37 @@ impl Latency {
         ] {
             registry.register(c).expect("distinct names");
         }
+        let grab_accepted = grab.with_label_values(&["accepted"]);
+        let grab_refused = Stage::ALL
+            .iter()
+            .map(|s| grab.with_label_values(&[s.as_str()]))
+            .collect();
+        let ledger_by_op = LedgerOp::ALL
+            .iter()
+            .map(|op| ledger_call.with_label_values(&[op.as_str()]))
+            .collect();
         Self {
             registry,
-            grab,
             log_append,
-            ledger_call,
             store_batch,
+            grab_accepted,
+            grab_refused,
+            ledger_by_op,
         }
+    }
+
+    /// Records a grab's latency: accepted (`None`) or refused at `stage`.
+    pub fn grab(&self, refused_at: Option<Stage>, d: Duration) {
+        let h = match refused_at {
+            None => &self.grab_accepted,
+            Some(stage) => &self.grab_refused[stage as usize],
+        };
+        observe(h, d);
+    }
+
+    /// Records a ledger call's latency.
+    pub fn ledger_call(&self, op: LedgerOp, d: Duration) {
+        observe(&self.ledger_by_op[op as usize], d);
     }
 }
 
@@ -138,6 +167,20 @@ impl Scrape {
             tracing::error!(name, error = %e, "a metrics family was not registered");
         }
         g
+    }
+
+    /// An unlabelled gauge set to `v`.
+    pub fn value(&self, name: &str, help: &str, v: f64) {
+        self.gauge(name, help, &[])
+            .with_label_values(&[] as &[&str])
+            .set(v);
+    }
+
+    /// An unlabelled counter at `n`.
+    pub fn total(&self, name: &str, help: &str, n: u64) {
+        self.counter(name, help, &[])
+            .with_label_values(&[] as &[&str])
+            .inc_by(n);
     }
 
     /// The text format of this scrape's families and the histograms.
@@ -191,9 +234,8 @@ mod tests {
         s.counter("seckill_test_total", "t", &["campaign"])
             .with_label_values(&["a\"b"])
             .inc_by(3);
-        s.gauge("seckill_test_gauge", "g", &[])
-            .with_label_values(&[] as &[&str])
-            .set(1.5);
+        s.value("seckill_test_gauge", "g", 1.5);
+        s.total("seckill_test_plain_total", "p", 7);
         observe(&LATENCY.log_append, Duration::from_micros(700));
         let text = String::from_utf8(s.encode()).expect("utf-8");
         assert!(
@@ -201,6 +243,7 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("seckill_test_gauge 1.5"), "{text}");
+        assert!(text.contains("seckill_test_plain_total 7"), "{text}");
         assert!(
             text.contains("seckill_log_append_duration_seconds_bucket{le=\"0.001\"}"),
             "{text}"

@@ -278,9 +278,7 @@ async fn route(app: &Arc<App>, req: Request<Incoming>) -> Result<Resp, ApiError>
 /// The rate limits of a buyer request, at the router: the address and the
 /// gateway-wide limit before the token is looked at (grabs run them as
 /// funnel stages instead, after the campaign's state, so they are counted
-/// per stage), then, where a buyer asks about themselves (grab path, quiz,
-/// order, pay), the buyer limit once the token verifies (it is verified
-/// again by the handler, which answers a bad one with its own code).
+/// per stage).
 fn limit_buyer(
     app: &App,
     req: &Request<Incoming>,
@@ -296,17 +294,9 @@ fn limit_buyer(
     let ip = crate::funnel::client_ip(peer, req.headers(), &app.limits.trusted_proxies);
     app.rate.ip(ip)?;
     app.rate.global()?;
-    if app.rate.user_enabled()
-        && matches!(
-            endpoint,
-            Some(Endpoint::GrabPath | Endpoint::Quiz | Endpoint::Order | Endpoint::Pay)
-        )
-    {
-        let auth = req.headers().get(AUTHORIZATION).map(|v| v.as_bytes());
-        if let Ok(user) = app.auth.buyer(auth, app.clock.now_ms()) {
-            app.rate.user(&user)?;
-        }
-    }
+    // The per-buyer limit is applied where the token is verified (the
+    // grab funnel's `user` stage, `handlers::buyer` for the others), so no
+    // token is verified twice.
     Ok(())
 }
 

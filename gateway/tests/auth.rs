@@ -361,15 +361,7 @@ async fn eddsa_gateway_accepts_its_key_and_refuses_a_forgery() {
 #[test]
 fn a_public_key_gateway_needs_an_explicit_funnel_secret() {
     let d = dir();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_seckill"))
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--no-demo",
-            "--data-dir",
-        ])
-        .arg(d.path().join("data"))
+    let mut child = common::serve_command(&d.path().join("data"))
         .env("SECKILL_ADMIN_TOKEN", ADMIN_TOKEN)
         .env("SECKILL_JWT_ALGORITHM", "RS256")
         .env("SECKILL_JWT_PUBLIC_KEY_FILE", key_file("rs256-public.pem"))

@@ -230,15 +230,7 @@ async fn second_process_on_the_same_data_dir_is_refused() {
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("data");
     let first = Server::start(&data, &[]);
-    let mut second = std::process::Command::new(env!("CARGO_BIN_EXE_seckill"))
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--no-demo",
-            "--data-dir",
-        ])
-        .arg(&data)
+    let mut second = common::serve_command(&data)
         .env("SECKILL_JWT_SECRET", common::JWT_SECRET)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())

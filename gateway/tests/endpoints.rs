@@ -405,15 +405,7 @@ async fn json_logs_carry_campaign_and_order_ids() {
     assert!(has("campaign created", "level", "INFO"), "{text}");
     assert!(has("order logged", "order_id", &order_id), "{text}");
 
-    let refused = std::process::Command::new(env!("CARGO_BIN_EXE_seckill"))
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--no-demo",
-            "--data-dir",
-        ])
-        .arg(dir.path().join("other"))
+    let refused = common::serve_command(&dir.path().join("other"))
         .env("SECKILL_LOG_FORMAT", "xml")
         .output()
         .expect("run seckill");

@@ -28,15 +28,6 @@ const BUYER_P99_MAX: Duration = Duration::from_millis(1_000);
 /// How late a timeout may fire on a loaded two-core machine.
 const SLACK: Duration = Duration::from_millis(1_500);
 
-fn rss_kb(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmRSS line")
-}
-
 /// A server with one live campaign of ample stock and buyer tokens.
 struct Sale {
     server: Server,
@@ -329,7 +320,7 @@ async fn slow_bodies_cost_no_memory_and_are_cut_off() {
     // 1. 100 grabs whose 300-byte bodies arrive one byte per packet,
     // finishing well within the body timeout: they must be answered, and
     // cost no memory once done.
-    let before = rss_kb(sale.pid());
+    let before = common::rss_kib(sale.pid());
     let mut fast = tokio::task::JoinSet::new();
     for i in 0..100 {
         let mut body = vec![b' '; FAST_BODY_BYTES];
@@ -354,7 +345,7 @@ async fn slow_bodies_cost_no_memory_and_are_cut_off() {
     }
     eprintln!("[slow body, 1 byte per packet] answers {fast_statuses:?}");
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let after_fast = rss_kb(sale.pid());
+    let after_fast = common::rss_kib(sale.pid());
     let grown_fast = after_fast.saturating_sub(before);
     eprintln!("[slow body, 1 byte per packet] 100 x {FAST_BODY_BYTES} B: {answered} answered, RSS {before} kB -> {after_fast} kB (+{grown_fast} kB)");
     assert_eq!(answered, 100, "every trickled grab is answered");
@@ -365,7 +356,7 @@ async fn slow_bodies_cost_no_memory_and_are_cut_off() {
 
     // 2. 200 connections trickling a body one byte per second: cut within
     // the body timeout, while others still get in under the cap.
-    let before = rss_kb(sale.pid());
+    let before = common::rss_kib(sale.pid());
     let mut slow = tokio::task::JoinSet::new();
     for i in 0..200 {
         let head = grab_head(&addr, &sale.grab_path(), &sale.tokens[i], 1_000);
@@ -405,7 +396,7 @@ async fn slow_bodies_cost_no_memory_and_are_cut_off() {
             None => late += 1,
         }
     }
-    let after_slow = rss_kb(sale.pid());
+    let after_slow = common::rss_kib(sale.pid());
     let grown = after_slow.saturating_sub(before);
     cut.sort();
     let last = cut.last().copied().unwrap_or_default();
@@ -485,7 +476,7 @@ async fn slow_loris_heads_are_closed_within_the_header_timeout() {
     let buyer = Buyer::start(&sale);
     tokio::time::sleep(Duration::from_millis(300)).await;
 
-    let before = rss_kb(sale.pid());
+    let before = common::rss_kib(sale.pid());
     let mut lorises = tokio::task::JoinSet::new();
     for _ in 0..LORIS_CONNS {
         lorises.spawn(slow_loris(
@@ -496,7 +487,7 @@ async fn slow_loris_heads_are_closed_within_the_header_timeout() {
     }
     // Halfway through the header timeout all 500 hold a connection.
     tokio::time::sleep(header_timeout / 2).await;
-    let during = rss_kb(sale.pid());
+    let during = common::rss_kib(sale.pid());
     let (mut closed, mut open, mut statuses) = (Vec::new(), 0, std::collections::BTreeMap::new());
     while let Some(r) = lorises.join_next().await {
         let (after, reply) = r.expect("slow-loris task");
@@ -506,7 +497,7 @@ async fn slow_loris_heads_are_closed_within_the_header_timeout() {
             None => open += 1,
         }
     }
-    let after = rss_kb(sale.pid());
+    let after = common::rss_kib(sale.pid());
     closed.sort();
     let first = closed.first().copied().unwrap_or_default();
     let last = closed.last().copied().unwrap_or_default();
@@ -614,7 +605,7 @@ async fn huge_bodies_get_413_at_once() {
     let buyer = Buyer::start(&sale);
     tokio::time::sleep(Duration::from_millis(300)).await;
 
-    let before = rss_kb(sale.pid());
+    let before = common::rss_kib(sale.pid());
     let declared = grab_head(&addr, &sale.grab_path(), &sale.tokens[0], HUGE_BODY_BYTES);
     let chunked = format!(
         "POST {} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {}\r\n\
@@ -650,7 +641,7 @@ async fn huge_bodies_get_413_at_once() {
         let head = &up.answer.as_ref().expect("answer").head;
         assert!(head.contains("connection: close"), "{what}: {head}");
     }
-    let after = rss_kb(sale.pid());
+    let after = common::rss_kib(sale.pid());
     let shed = sale.shed("body_too_large").await;
     eprintln!("[huge body] shed body_too_large {shed}, RSS {before} kB -> {after} kB");
     assert!(shed >= 2, "shed body_too_large {shed}");
@@ -757,7 +748,7 @@ async fn idle_round(sale: &Sale, idle_timeout: Duration) -> IdleRound {
                 .iter()
                 .filter(|c: &&IdleConn| c.closed.is_some())
                 .count();
-            rss_open = Some((rss_kb(sale.pid()), closed));
+            rss_open = Some((common::rss_kib(sale.pid()), closed));
         }
         let next = if rss_open.is_none() {
             // Look at the open count again at least every 20 ms.
@@ -814,10 +805,10 @@ async fn idle_keep_alive_connections_are_closed_after_the_idle_timeout() {
     let buyer = Buyer::start(&sale);
     tokio::time::sleep(Duration::from_millis(300)).await;
 
-    let mut rss = vec![rss_kb(sale.pid())];
+    let mut rss = vec![common::rss_kib(sale.pid())];
     for round in 1..=IDLE_ROUNDS {
         let r = idle_round(&sale, idle_timeout).await;
-        let after = rss_kb(sale.pid());
+        let after = common::rss_kib(sale.pid());
         let open = r.conns.iter().filter(|c| c.closed.is_none()).count();
         let mut took: Vec<Duration> = r.conns.iter().map(|c| c.took).collect();
         let mut from_sent: Vec<Duration> = r

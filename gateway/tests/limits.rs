@@ -316,16 +316,6 @@ async fn a_campaign_limit_holds_across_two_gateways() {
     );
 }
 
-/// VmRSS of a process, in KiB.
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmRSS")
-}
-
 /// The gateway process under a flood of new addresses: the address table
 /// never holds more than `keys_max`, newcomers past it are let through
 /// (counted), and the process does not grow with the number of addresses.
@@ -374,9 +364,9 @@ async fn the_gateway_stays_bounded_under_a_flood_of_new_addresses() {
     assert_eq!(flood(0, 2 * CAP).await, 0, "each new address passes once");
     let keys = metric(&g, "seckill_rate_limit_keys{limit=\"ip\"}").await;
     assert!(keys.is_some_and(|k| k <= CAP as f64), "{keys:?}");
-    let before = rss_kib(pid);
+    let before = common::rss_kib(pid);
     let limited = flood(2 * CAP, 12 * CAP).await;
-    let after = rss_kib(pid);
+    let after = common::rss_kib(pid);
     let keys = metric(&g, "seckill_rate_limit_keys{limit=\"ip\"}")
         .await
         .expect("keys gauge");
@@ -409,7 +399,7 @@ async fn the_gateway_stays_bounded_under_a_flood_of_new_addresses() {
 
 /// VmRSS of this test process, in KiB.
 fn own_rss_kib() -> u64 {
-    rss_kib(std::process::id())
+    common::rss_kib(std::process::id())
 }
 
 /// The limiter structure in this process under 1,000,000 distinct keys:

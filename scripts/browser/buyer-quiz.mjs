@@ -17,36 +17,15 @@
 // Browser: Debian's /usr/bin/chromium (SECKILL_CHROMIUM overrides), driven by playwright-core from
 // scripts/browser/node_modules (bash scripts/install-browser.sh installs both). Every wait is bounded,
 // and the whole run is cut off after --timeout-ms plus 25 s.
-import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
+import { hardStop, judgePage, loadChromium, openPage, parseOptions, runner, saveScreenshot } from './harness.mjs';
 
-const started = Date.now();
-const log = (msg) => process.stderr.write('[buyer-quiz +' + (Date.now() - started) + 'ms] ' + msg + '\n');
-let printed = false;
-const finish = (result, code) => {
-  if (!printed) {
-    printed = true;
-    process.stdout.write(JSON.stringify(result) + '\n');
-  }
-  process.exitCode = code;
-};
+const { log, finish } = runner('buyer-quiz');
 
 function parseArgs(argv) {
-  const want = new Set(['url', 'campaign', 'token', 'answers', 'screenshot', 'timeout-ms', 'attempts']);
-  const out = {};
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i];
-    if (!a.startsWith('--')) throw new Error('unexpected argument ' + JSON.stringify(a));
-    let key = a.slice(2), value;
-    const eq = key.indexOf('=');
-    if (eq >= 0) { value = key.slice(eq + 1); key = key.slice(0, eq); } else { value = argv[++i]; }
-    if (!want.has(key)) throw new Error('unknown option --' + key);
-    if (value === undefined) throw new Error('--' + key + ' needs a value');
-    out[key] = value;
-  }
-  for (const k of ['url', 'campaign', 'token', 'answers', 'screenshot']) {
-    if (!out[k]) throw new Error('missing --' + k);
-  }
+  const out = parseOptions(argv, ['url', 'campaign', 'token', 'answers', 'screenshot', 'timeout-ms', 'attempts'],
+    ['url', 'campaign', 'token', 'answers', 'screenshot']);
   out.timeoutMs = Number(out['timeout-ms'] || 30000);
   out.attempts = Number(out.attempts || 3);
   if (!(out.timeoutMs > 0) || !(out.attempts >= 1)) throw new Error('bad --timeout-ms or --attempts');
@@ -61,25 +40,9 @@ async function main() {
     finish({ ok: false, error: 'usage: ' + e.message }, 1);
     return;
   }
-  // A hard stop: whatever hangs, the process ends and says so.
-  const hardStop = setTimeout(() => {
-    finish({ ok: false, error: 'gave up: the run took longer than ' + (args.timeoutMs + 25000) + ' ms' }, 1);
-    process.exit(1);
-  }, args.timeoutMs + 25000);
-  hardStop.unref();
-
-  const executablePath = process.env.SECKILL_CHROMIUM || '/usr/bin/chromium';
-  if (!existsSync(executablePath)) {
-    finish({ ok: false, error: executablePath + ' is missing: run bash scripts/install-browser.sh' }, 1);
-    return;
-  }
-  let chromium;
-  try {
-    ({ chromium } = await import('playwright-core'));
-  } catch (e) {
-    finish({ ok: false, error: 'playwright-core cannot be loaded (' + e.message + '): run bash scripts/install-browser.sh' }, 1);
-    return;
-  }
+  hardStop(args.timeoutMs + 25000, finish);
+  const browserTools = await loadChromium(finish);
+  if (!browserTools) return;
 
   let answers;
   try {
@@ -95,10 +58,8 @@ async function main() {
 
   const base = args.url.replace(/\/+$/, '');
   const pageUrl = base + '/items/' + encodeURIComponent(args.campaign) + '.html#token=' + encodeURIComponent(args.token);
-  const consoleErrors = [];
-  const pageErrors = [];
-  const cspViolations = [];
   const failedResponses = [];
+  let seen = { consoleErrors: [], pageErrors: [], cspViolations: [] };
   const deadline = Date.now() + args.timeoutMs;
   const left = () => Math.max(1, deadline - Date.now());
   const screenshotPath = resolve(args.screenshot);
@@ -106,36 +67,7 @@ async function main() {
   const result = { ok: false };
 
   try {
-    log('launching ' + executablePath);
-    browser = await chromium.launch({
-      executablePath,
-      headless: true,
-      timeout: 20000,
-      // Root (CI) cannot use Chromium's sandbox; /dev/shm may be small in containers.
-      args: ['--no-sandbox', '--disable-dev-shm-usage', '--no-first-run', '--no-default-browser-check'],
-    });
-    const context = await browser.newContext({ viewport: { width: 820, height: 1000 }, locale: 'en-US' });
-    context.setDefaultTimeout(10000);
-    // Report CSP violations from inside the page too (the browser also logs them as console errors).
-    await context.addInitScript(() => {
-      document.addEventListener('securitypolicyviolation', (e) => {
-        console.error('CSP violation: ' + e.violatedDirective + ' blocked ' + (e.blockedURI || 'inline code') +
-          ' (' + (e.sourceFile || '') + ':' + (e.lineNumber || 0) + ')');
-      });
-    });
-    page = await context.newPage();
-    page.on('console', (msg) => {
-      if (msg.type() !== 'error') return;
-      const text = msg.text();
-      consoleErrors.push(text);
-      log('console error: ' + text);
-      if (/content security policy|CSP violation/i.test(text)) cspViolations.push(text);
-    });
-    page.on('pageerror', (err) => {
-      const text = String((err && err.stack) || err);
-      pageErrors.push(text);
-      log('uncaught exception: ' + text);
-    });
+    ({ browser, page, seen } = await openPage(browserTools, { width: 820, height: 1000 }, log));
     page.on('response', (res) => {
       if (res.status() >= 400) failedResponses.push(res.status() + ' ' + res.request().method() + ' ' + new URL(res.url()).pathname);
     });
@@ -223,28 +155,12 @@ async function main() {
     }
   }
 
-  if (page) {
-    try {
-      mkdirSync(dirname(screenshotPath), { recursive: true });
-      await page.screenshot({ path: screenshotPath, fullPage: true, timeout: 10000 });
-      result.screenshot = screenshotPath;
-      log('screenshot: ' + screenshotPath);
-    } catch (e) {
-      log('no screenshot: ' + e.message);
-      if (result.ok) { result.ok = false; result.error = 'screenshot failed: ' + e.message; }
-    }
-  }
+  if (page) await saveScreenshot(page, screenshotPath, result, log);
   if (browser) await browser.close().catch(() => {});
 
-  result.console_errors = consoleErrors;
+  result.console_errors = seen.consoleErrors;
   result.failed_responses = failedResponses;
-  if (pageErrors.length) result.uncaught_exceptions = pageErrors;
-  if (cspViolations.length) result.csp_violations = cspViolations;
-  if (result.ok && (pageErrors.length || cspViolations.length)) {
-    result.ok = false;
-    result.error = (pageErrors.length ? pageErrors.length + ' uncaught exception(s) ' : '') +
-      (cspViolations.length ? cspViolations.length + ' CSP violation(s) ' : '') + 'on the page';
-  }
+  judgePage(result, seen);
   // Keep "ok" first in the line for humans reading logs.
   const { ok, ...rest } = result;
   finish({ ok, ...rest }, ok ? 0 : 1);

@@ -18,36 +18,15 @@
 // Browser: Debian's /usr/bin/chromium (SECKILL_CHROMIUM overrides), driven by playwright-core from
 // scripts/browser/node_modules (bash scripts/install-browser.sh installs both). Every wait is bounded,
 // and the whole run is cut off after --timeout-ms plus 20 s.
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
-import { dirname, resolve } from 'node:path';
+import { existsSync, writeFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { hardStop, judgePage, loadChromium, openPage, parseOptions, runner, saveScreenshot } from './harness.mjs';
 
-const started = Date.now();
-const log = (msg) => process.stderr.write('[dashboard +' + (Date.now() - started) + 'ms] ' + msg + '\n');
-let printed = false;
-const finish = (result, code) => {
-  if (!printed) {
-    printed = true;
-    process.stdout.write(JSON.stringify(result) + '\n');
-  }
-  process.exitCode = code;
-};
+const { log, finish } = runner('dashboard');
 
 function parseArgs(argv) {
-  const want = new Set(['url', 'token', 'campaigns', 'screenshot', 'ready-file', 'go-file', 'timeout-ms']);
-  const out = {};
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i];
-    if (!a.startsWith('--')) throw new Error('unexpected argument ' + JSON.stringify(a));
-    let key = a.slice(2), value;
-    const eq = key.indexOf('=');
-    if (eq >= 0) { value = key.slice(eq + 1); key = key.slice(0, eq); } else { value = argv[++i]; }
-    if (!want.has(key)) throw new Error('unknown option --' + key);
-    if (value === undefined) throw new Error('--' + key + ' needs a value');
-    out[key] = value;
-  }
-  for (const k of ['url', 'token', 'campaigns', 'screenshot', 'ready-file', 'go-file']) {
-    if (!out[k]) throw new Error('missing --' + k);
-  }
+  const out = parseOptions(argv, ['url', 'token', 'campaigns', 'screenshot', 'ready-file', 'go-file', 'timeout-ms'],
+    ['url', 'token', 'campaigns', 'screenshot', 'ready-file', 'go-file']);
   out.campaignIds = out.campaigns.split(',').filter(Boolean);
   out.timeoutMs = Number(out['timeout-ms'] || 40000);
   if (!(out.timeoutMs > 0) || !out.campaignIds.length) throw new Error('bad --timeout-ms or --campaigns');
@@ -112,30 +91,13 @@ async function main() {
     finish({ ok: false, error: 'usage: ' + e.message }, 1);
     return;
   }
-  const hardStop = setTimeout(() => {
-    finish({ ok: false, error: 'gave up: the run took longer than ' + (args.timeoutMs + 20000) + ' ms' }, 1);
-    process.exit(1);
-  }, args.timeoutMs + 20000);
-  hardStop.unref();
-
-  const executablePath = process.env.SECKILL_CHROMIUM || '/usr/bin/chromium';
-  if (!existsSync(executablePath)) {
-    finish({ ok: false, error: executablePath + ' is missing: run bash scripts/install-browser.sh' }, 1);
-    return;
-  }
-  let chromium;
-  try {
-    ({ chromium } = await import('playwright-core'));
-  } catch (e) {
-    finish({ ok: false, error: 'playwright-core cannot be loaded (' + e.message + '): run bash scripts/install-browser.sh' }, 1);
-    return;
-  }
+  hardStop(args.timeoutMs + 20000, finish);
+  const browserTools = await loadChromium(finish);
+  if (!browserTools) return;
 
   const base = args.url.replace(/\/+$/, '');
   const ids = args.campaignIds;
-  const consoleErrors = [];
-  const pageErrors = [];
-  const cspViolations = [];
+  let seen = { consoleErrors: [], pageErrors: [], cspViolations: [] };
   const tokenLeaks = [];
   const unauthenticated = [];
   let adminRequests = 0;
@@ -147,33 +109,7 @@ async function main() {
   const wrongToken = 'wrong-token-' + Date.now();
 
   try {
-    log('launching ' + executablePath);
-    browser = await chromium.launch({
-      executablePath,
-      headless: true,
-      timeout: 20000,
-      args: ['--no-sandbox', '--disable-dev-shm-usage', '--no-first-run', '--no-default-browser-check'],
-    });
-    const context = await browser.newContext({ viewport: { width: 1400, height: 1100 }, locale: 'en-US' });
-    context.setDefaultTimeout(10000);
-    await context.addInitScript(() => {
-      document.addEventListener('securitypolicyviolation', (e) => {
-        console.error('CSP violation: ' + e.violatedDirective + ' blocked ' + (e.blockedURI || 'inline code') +
-          ' (' + (e.sourceFile || '') + ':' + (e.lineNumber || 0) + ')');
-      });
-    });
-    page = await context.newPage();
-    page.on('console', (msg) => {
-      if (msg.type() !== 'error') return;
-      const text = msg.text();
-      consoleErrors.push(text);
-      if (/content security policy|CSP violation/i.test(text)) cspViolations.push(text);
-    });
-    page.on('pageerror', (err) => {
-      const text = String((err && err.stack) || err);
-      pageErrors.push(text);
-      log('uncaught exception: ' + text);
-    });
+    ({ browser, page, seen } = await openPage(browserTools, { width: 1400, height: 1100 }, log));
     page.on('request', (req) => {
       const url = req.url();
       if (url.includes(args.token) || url.includes(wrongToken)) tokenLeaks.push(url);
@@ -261,28 +197,12 @@ async function main() {
     }
   }
 
-  if (page) {
-    try {
-      mkdirSync(dirname(screenshotPath), { recursive: true });
-      await page.screenshot({ path: screenshotPath, fullPage: true, timeout: 10000 });
-      result.screenshot = screenshotPath;
-      log('screenshot: ' + screenshotPath);
-    } catch (e) {
-      log('no screenshot: ' + e.message);
-      if (result.ok) { result.ok = false; result.error = 'screenshot failed: ' + e.message; }
-    }
-  }
+  if (page) await saveScreenshot(page, screenshotPath, result, log);
   if (browser) await browser.close().catch(() => {});
 
   // The 401 of the wrong token is expected; any other console error is reported.
-  result.console_errors = consoleErrors.filter((t) => !/401/.test(t));
-  if (pageErrors.length) result.uncaught_exceptions = pageErrors;
-  if (cspViolations.length) result.csp_violations = cspViolations;
-  if (result.ok && (pageErrors.length || cspViolations.length)) {
-    result.ok = false;
-    result.error = (pageErrors.length ? pageErrors.length + ' uncaught exception(s) ' : '') +
-      (cspViolations.length ? cspViolations.length + ' CSP violation(s) ' : '') + 'on the page';
-  }
+  result.console_errors = seen.consoleErrors.filter((t) => !/401/.test(t));
+  judgePage(result, seen);
   const { ok, ...rest } = result;
   finish({ ok, ...rest }, ok ? 0 : 1);
 }

@@ -63,6 +63,8 @@ fn open_for(
     let user = app
         .auth
         .buyer(headers.get(AUTHORIZATION).map(|v| v.as_bytes()), now)?;
+    // The per-buyer rate limit, where the buyer is first known.
+    app.rate.user(&user)?;
     Ok((c, user, now))
 }
 
@@ -174,6 +176,7 @@ async fn owned_order(
         headers.get(AUTHORIZATION).map(|v| v.as_bytes()),
         app.clock.now_ms(),
     )?;
+    app.rate.user(&user)?;
     let not_found = || ApiError::new(Code::OrderNotFound, "no order of yours has this id");
     let id = OrderId::parse(id).map_err(|_| not_found())?;
     let now = mono_ms();

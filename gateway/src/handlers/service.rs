@@ -92,23 +92,17 @@ pub async fn metrics(app: &App) -> Resp {
             remaining.with_label_values(&[id]).set(s.remaining as f64);
         }
     }
-    let gauge = |name: &str, help: &str, v: f64| {
-        scrape
-            .gauge(name, help, &[])
-            .with_label_values(&[] as &[&str])
-            .set(v);
-    };
-    gauge(
+    scrape.value(
         "seckill_orders_indexed",
         "Orders in this gateway's order index.",
         app.orders.len() as f64,
     );
-    gauge(
+    scrape.value(
         "seckill_grabs_inflight",
         "Grabs between admission and answer (queue depth of the in-flight cap).",
         (app.limits.grabs_inflight_max - app.grab_permits.available_permits()) as f64,
     );
-    gauge(
+    scrape.value(
         "seckill_order_log_unsettled",
         "Order log appends whose outcome is not known yet.",
         app.log.unsettled() as f64,

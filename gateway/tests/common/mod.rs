@@ -355,3 +355,28 @@ pub async fn sqlite(data_dir: &Path) -> sqlx::SqlitePool {
 pub fn users(prefix: &str, n: usize) -> Vec<String> {
     (0..n).map(|i| format!("{prefix}{i}")).collect()
 }
+
+/// VmRSS of a process, in KiB.
+pub fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS")
+}
+
+/// `seckill serve` on a free loopback port over `data_dir`, not started:
+/// for tests that watch the process refuse to start or fight for a lock.
+pub fn serve_command(data_dir: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_seckill"));
+    cmd.args([
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--no-demo",
+        "--data-dir",
+    ])
+    .arg(data_dir);
+    cmd
+}
