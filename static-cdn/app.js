@@ -1,4 +1,4 @@
-// Buyer item page: token, clock sync, campaign state, countdown, grab path, quiz, grab, order polling.
+// Buyer item page: token, clock sync, campaign state, countdown, grab path, quiz, grab, order polling, pay.
 // Plain ES2020, no dependencies, no inline code (CSP `default-src 'self'` friendly).
 'use strict';
 (() => {
@@ -8,7 +8,8 @@
     remaining: $('remaining'), startsAt: $('starts-at'), endsAt: $('ends-at'), cdWrap: $('countdown-wrap'),
     cd: $('countdown'), clockNote: $('clock-note'), grab: $('grab'), hint: $('hint'), result: $('result'),
     check: $('check-order'), quiz: $('quiz'), quizImage: $('quiz-image'), quizLoading: $('quiz-loading'),
-    answer: $('quiz-answer'), quizRefresh: $('quiz-refresh'), quizNote: $('quiz-note') };
+    answer: $('quiz-answer'), quizRefresh: $('quiz-refresh'), quizNote: $('quiz-note'),
+    pay: $('pay'), payButton: $('pay-button'), payCountdown: $('pay-countdown'), payNote: $('pay-note') };
   const campaignId = (document.body.dataset.campaignId || '').trim();
   const TOKEN_KEY = 'seckill.buyer_token';
   const QUIZ_MIN_MS = 1000; // the server's default; a quiz answer may carry its own `min_answer_ms`
@@ -75,6 +76,15 @@
   let prepNote = ''; // why the grab path is not there yet
   let epoch = 0; // bumped when the buyer changes: answers for an earlier buyer are dropped
 
+  // This buyer's order, as last heard: { id, status, payBy (server ms, 0 when unknown), priceCents }.
+  let order = null;
+  let pollingId = null; // the order the poll loop is following
+  let pollGen = 0; // bumped to end a running poll loop (another buyer, another order)
+  let wakePoll = null; // cuts the poll loop's current wait short
+  let paying = false, payBlockedUntil = 0; // local ms; Pay disabled until then (Retry-After, backoff)
+  let payNote = '', payNoteKind = ''; // why the last payment attempt did not settle the order
+  let deadlineSeen = false; // the synced clock passed the current order's pay_by_ms
+
   const serverNow = () => Date.now() + offset;
   const jitter = (base, spread) => base + Math.random() * spread;
   const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
@@ -85,6 +95,9 @@
     el.result.textContent = text;
     el.result.dataset.kind = kind || 'info';
     if (orderId) el.result.dataset.orderId = orderId; else delete el.result.dataset.orderId;
+    // The order's status as the page last heard it (queued from the grab's answer, then the shop's).
+    if (orderId && order && order.id === orderId) el.result.dataset.orderStatus = order.status;
+    else delete el.result.dataset.orderStatus;
   };
   const errorText = (code, body, status) => {
     const msg = typeof body.message === 'string' ? body.message.trim() : '';
@@ -139,6 +152,9 @@
     epoch++;
     grabPath = null; pathRetryAt = 0; pathStreak = 0; prepNote = '';
     dropQuiz(); quizRetryAt = 0; quizStreak = 0; quizNote = '';
+    // So does the order: stop following the previous buyer's.
+    order = null; pollingId = null; pollGen++; paying = false; payBlockedUntil = 0; payNote = '';
+    if (wakePoll) wakePoll();
     renderAccount();
     render();
   }
@@ -412,6 +428,7 @@
     el.grab.disabled = !enabled;
     setText(el.grab, inFlight ? 'Sending…' : 'Grab');
     setText(el.hint, hint);
+    renderPay();
 
     el.quiz.hidden = !quizOn;
     if (quizOn) {
@@ -518,56 +535,197 @@
   }
   el.grab.addEventListener('click', grab);
 
-  // ---- 7. order polling ---------------------------------------------------
+  // ---- 7. order polling and payment ---------------------------------------
+  const FINAL = new Set(['paid', 'expired', 'cancelled']);
+  // Order checks after the payment deadline (the shop expires an unpaid order within a moment) before
+  // the page calls the order expired by itself: paying would be refused by then anyway.
+  const LATE_CHECKS = 8;
+  const PAY_ATTEMPTS = 5; // automatic retries of one press while the shop says "not confirmed yet"
+
   function startOrder(orderId) {
     done = true;
     dropQuiz();
     store.set(orderKey(), orderId);
-    say('Got it! Order ' + orderId + ' is queued. Waiting for confirmation…', 'success', orderId);
+    showOrder({ order_id: orderId, status: 'queued' }); // the grab's own answer: always shown first
     pollOrder(orderId);
   }
+  const payOpen = (o) => !!o && o.status === 'confirmed' && (!o.payBy || serverNow() <= o.payBy);
+  // Shows an order (the grab's answer, `GET /orders/{id}` or the payment's answer); true once the
+  // order will not change any more.
   function showOrder(o) {
     const id = String(o.order_id);
-    const payBy = o.pay_by_ms ? fmtTime(o.pay_by_ms) : 'the deadline';
-    switch (o.status) {
-      case 'queued': say('Got it! Order ' + id + ' is queued. Waiting for confirmation…', 'success', id); return false;
-      case 'confirmed': say('You won! Order ' + id + '. Pay by ' + payBy + '.', 'success', id); return true;
-      case 'paid': say('Order ' + id + ' is paid. Enjoy!', 'success', id); return true;
-      case 'cancelled': say('Order ' + id + ' was cancelled.', 'error', id); return true;
-      case 'expired': say('Order ' + id + ' expired: it was not paid in time.', 'error', id); return true;
-      default: say('Order ' + id + ': ' + String(o.status), 'info', id); return true;
+    const same = !!order && order.id === id;
+    const status = typeof o.status === 'string' ? o.status : 'unknown';
+    if (!same) { deadlineSeen = false; payBlockedUntil = 0; payNote = ''; }
+    order = {
+      id, status,
+      payBy: Number.isFinite(o.pay_by_ms) && o.pay_by_ms > 0 ? o.pay_by_ms : same ? order.payBy : 0,
+      priceCents: Number.isInteger(o.price_cents) ? o.price_cents : same ? order.priceCents : null,
+    };
+    const payBy = order.payBy ? fmtTime(order.payBy) : 'the deadline';
+    switch (status) {
+      case 'queued': say('Got it! Order ' + id + ' is queued. Waiting for confirmation…', 'success', id); break;
+      case 'confirmed':
+        if (payOpen(order)) say('You won! Order ' + id + ' is confirmed. Pay by ' + payBy + '.', 'success', id);
+        else say('Order ' + id + ': the time to pay is over. Checking with the shop…', 'warn', id);
+        break;
+      case 'paid': say('Paid! Order ' + id + ' is paid. Enjoy!', 'success', id); break;
+      case 'cancelled': say('Order ' + id + ' was cancelled.', 'error', id); break;
+      case 'expired': say('Order ' + id + ' expired: it was not paid in time.', 'error', id); break;
+      default: say('Order ' + id + ': ' + status, 'info', id);
     }
+    if (FINAL.has(status)) payNote = '';
+    render();
+    return status !== 'queued' && status !== 'confirmed';
   }
-  async function pollOrder(orderId, tries = 60) {
-    if (polling) return;
-    polling = true;
+  // A wait of the poll loop that `wakePoll()` cuts short.
+  const napPoll = (ms) => new Promise((resolve) => {
+    const wake = () => { clearTimeout(timer); if (wakePoll === wake) wakePoll = null; resolve(); };
+    const timer = setTimeout(wake, ms);
+    wakePoll = wake;
+  });
+  // Next wait: about 1 s while queued; once confirmed, slowly (the page counts the time to pay down by
+  // itself) until just after the deadline, then a few quick checks for the shop's verdict.
+  function pollDelay(late) {
+    if (!order || order.status !== 'confirmed') return jitter(800, 400);
+    const left = order.payBy ? order.payBy - serverNow() : Infinity;
+    if (left >= 0) return Math.min(document.hidden ? jitter(20000, 10000) : jitter(8000, 4000), left + jitter(300, 300));
+    return jitter(400, 300) * Math.min(late + 1, 3);
+  }
+  // Follows one order until it is paid, expired or cancelled. Bounded: `tries` checks while queued,
+  // 400 while confirmed (a deadline always ends those sooner), LATE_CHECKS after the deadline.
+  async function pollOrder(orderId, tries = 60, firstMs = jitter(300, 400)) {
+    if (pollingId === orderId) return;
+    const gen = ++pollGen;
+    pollingId = orderId;
     el.check.hidden = true;
-    let final = false, stop = false;
-    for (let i = 0; i < tries && !final && !stop; i++) {
-      await sleep(i === 0 ? jitter(300, 400) : jitter(800, 400));
-      if (!token) break;
+    let queuedLeft = tries, confirmedLeft = 400, late = 0, final = false, stop = false;
+    for (let i = 0; ; i++) {
+      await napPoll(i === 0 ? firstMs : pollDelay(late));
+      if (gen !== pollGen || !token) { stop = true; break; }
+      const mine = order && order.id === orderId ? order : null;
+      if (mine && FINAL.has(mine.status)) { final = true; break; } // settled meanwhile (the payment's answer)
+      if (mine && mine.status === 'confirmed') {
+        if (mine.payBy && serverNow() > mine.payBy) late++; else confirmedLeft--;
+      } else queuedLeft--;
       try {
         const r = await api('/orders/' + encodeURIComponent(orderId), { headers: authHeaders(), cache: 'no-store' }, 5000);
+        if (gen !== pollGen) { stop = true; break; }
         if (r.status === 200) final = showOrder(r.body);
         else if (r.status === 401) { stop = true; setToken(null); say(ERROR_TEXT.unauthorized, 'error'); }
         else if (r.status === 403) { stop = true; say('This order belongs to another buyer.', 'error'); }
         // 404 (not written yet), 429, 5xx: keep waiting within the bound
       } catch (_) { /* network blip: next try */ }
+      if (final || stop) break;
+      const cur = order && order.id === orderId ? order : null;
+      if (cur && cur.status === 'confirmed' && late >= LATE_CHECKS) {
+        // The shop still says confirmed well after the deadline; it refuses payment by now.
+        final = showOrder({ order_id: orderId, status: 'expired' });
+        break;
+      }
+      if (queuedLeft <= 0 || confirmedLeft <= 0) break;
     }
-    polling = false;
+    if (gen !== pollGen) return;
+    pollingId = null;
     if (!final && !stop && token) {
       el.check.hidden = false;
-      say('Order ' + orderId + ' is still being processed. Check again in a little while.', 'warn', orderId);
+      if (!order || order.id !== orderId || order.status === 'queued') {
+        say('Order ' + orderId + ' is still being processed. Check again in a little while.', 'warn', orderId);
+      }
     }
   }
   function resumeOrder() {
     const id = token && store.get(orderKey());
-    if (id) { done = true; pollOrder(id, 5); render(); }
+    if (id) { done = true; pollOrder(id, 20, jitter(0, 300)); render(); }
   }
   el.check.addEventListener('click', () => {
     const id = token && store.get(orderKey());
-    if (id) pollOrder(id, 30);
+    if (id) pollOrder(id, 30, 0);
   });
+
+  // `POST /orders/{id}/pay`: idempotent, so a press after an unclear outcome is safe.
+  async function pay() {
+    const o = order;
+    if (!o || paying || !token || !payOpen(o) || Date.now() < payBlockedUntil) return;
+    const id = o.id, mine = epoch;
+    paying = true;
+    payNote = '';
+    render();
+    let r = null;
+    for (let attempt = 1; attempt <= PAY_ATTEMPTS; attempt++) {
+      try {
+        r = await api('/orders/' + encodeURIComponent(id) + '/pay', { method: 'POST', cache: 'no-store',
+          headers: Object.assign({ 'Content-Type': 'application/json' }, authHeaders()), body: '{}' }, 10000);
+      } catch (_) { r = null; }
+      if (mine !== epoch || !order || order.id !== id) { paying = false; render(); return; }
+      // Still being written (another gateway may know more): the press stands, try again shortly.
+      if (!r || r.body.code !== 'order_not_confirmed' || attempt === PAY_ATTEMPTS || !payOpen(order)) break;
+      payNote = ERROR_TEXT.order_not_confirmed; payNoteKind = 'warn';
+      render();
+      await sleep(Math.min(retryAfterMs(r.headers), 5000) + jitter(0, 300));
+      if (mine !== epoch || !order || order.id !== id) { paying = false; render(); return; }
+    }
+    paying = false;
+    handlePay(id, r);
+    render();
+  }
+  function handlePay(id, r) {
+    const note = (text, kind, blockMs) => {
+      payNote = text; payNoteKind = kind;
+      payBlockedUntil = Date.now() + blockMs;
+      if (pollingId !== id) pollOrder(id, 10, jitter(300, 300)); else if (wakePoll) wakePoll();
+    };
+    if (!r) {
+      note('Network problem: we could not tell whether your payment went through. Checking your order… ' +
+        'Paying again is safe: an order is paid at most once.', 'warn', jitter(1500, 1000));
+      return;
+    }
+    const b = r.body, code = b.code || '';
+    if (r.status === 200 && typeof b.status === 'string') { showOrder(Object.assign({ order_id: id }, b)); return; }
+    if (code === 'order_expired') { showOrder({ order_id: id, status: 'expired' }); return; }
+    if (code === 'order_cancelled') { showOrder({ order_id: id, status: 'cancelled' }); return; }
+    if (code === 'unauthorized' || r.status === 401) { setToken(null); say(ERROR_TEXT.unauthorized, 'error'); return; }
+    if (code === 'order_not_confirmed') { note(ERROR_TEXT.order_not_confirmed, 'warn', retryAfterMs(r.headers)); return; }
+    if (code === 'rate_limited' || r.status === 429) { note(ERROR_TEXT.rate_limited, 'warn', retryAfterMs(r.headers)); return; }
+    if (code === 'order_not_found' || r.status === 404) {
+      note(ERROR_TEXT.order_not_found + ' Please try again in a moment.', 'error', jitter(2000, 1000));
+      return;
+    }
+    const again = r.status >= 500 ? ' Paying again is safe: an order is paid at most once.' : '';
+    note(errorText(code, b, r.status) + again, r.status >= 500 ? 'warn' : 'error', jitter(1500, 1500));
+  }
+  el.payButton.addEventListener('click', pay);
+
+  function fmtLeft(ms) {
+    const t = Math.max(0, Math.ceil(ms / 1000));
+    const h = Math.floor(t / 3600), m = Math.floor(t / 60) % 60, s = t % 60;
+    return (h ? h + ':' + String(m).padStart(2, '0') : String(m)) + ':' + String(s).padStart(2, '0');
+  }
+  // The Pay block: shown while the order is confirmed and the synced clock is before pay_by_ms.
+  function renderPay() {
+    const o = token ? order : null;
+    if (o && o.status === 'confirmed' && !payOpen(o) && !deadlineSeen) {
+      // The time is up by the shop's clock: say so, and have the shop's verdict fetched.
+      deadlineSeen = true;
+      say('Order ' + o.id + ': the time to pay is over. Checking with the shop…', 'warn', o.id);
+      if (pollingId !== o.id) pollOrder(o.id, 5, jitter(300, 300));
+    }
+    const show = payOpen(o);
+    el.pay.hidden = !show;
+    if (!show) return;
+    if (o.payBy) {
+      setText(el.payCountdown, fmtLeft(o.payBy - serverNow()));
+      const iso = new Date(o.payBy).toISOString();
+      if (el.payCountdown.getAttribute('datetime') !== iso) el.payCountdown.setAttribute('datetime', iso);
+    } else setText(el.payCountdown, '–');
+    const cents = Number.isInteger(o.priceCents) ? o.priceCents : campaign && Number.isInteger(campaign.price_cents) ? campaign.price_cents : null;
+    setText(el.payButton, paying ? 'Paying…' : cents == null ? 'Pay now' : 'Pay ' + fmtCents(cents));
+    const waitS = Math.ceil((payBlockedUntil - Date.now()) / 1000);
+    el.payButton.disabled = paying || waitS > 0;
+    const text = payNote + (waitS > 0 && !paying ? (payNote ? ' ' : '') + 'You can pay again in ' + waitS + ' s.' : '');
+    setText(el.payNote, text);
+    if (payNoteKind) el.payNote.dataset.kind = payNoteKind; else delete el.payNote.dataset.kind;
+  }
 
   // ---- start ----------------------------------------------------------------
   document.addEventListener('visibilitychange', () => {

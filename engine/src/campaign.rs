@@ -123,7 +123,7 @@ impl Control {
 }
 
 /// What a buyer sees: one of the five states of the API contract.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum CampaignState {
     Scheduled,

@@ -261,16 +261,31 @@ pub trait OrderStore: Send + Sync + 'static {
         &self,
         campaign: &CampaignId,
     ) -> Result<Vec<(OrderStatus, u64)>, StoreError>;
-    /// The campaign's guarded sold counter.
+    /// The campaign's guarded sold counter: units held by its active orders
+    /// (queued, confirmed, paid), never more than its stock.
     async fn sold(&self, campaign: &CampaignId) -> Result<u64, StoreError>;
     /// Moves a stored order to `to` when the state machine allows it from the
-    /// order's current status, as one compare-and-set. `NotFound` when the
-    /// order is not stored (yet).
+    /// order's current status, as one compare-and-set. A move to a status
+    /// that releases stock lowers the campaign's `sold` in the same
+    /// transaction. `NotFound` when the order is not stored (yet).
     async fn set_status(
         &self,
         order: &OrderId,
         to: OrderStatus,
     ) -> Result<StatusChange, StoreError>;
+    /// Confirmed orders whose payment window had closed at `now_ms`
+    /// (`pay_by_ms < now_ms`), earliest deadline first, at most `limit`: what
+    /// the expiry sweeper moves to `expired`.
+    async fn due_for_expiry(&self, now_ms: u64, limit: u32) -> Result<Vec<Order>, StoreError>;
+    /// Orders whose status releases stock (expired, cancelled) and whose unit
+    /// is not marked as returned to the ledger yet, at most `limit`.
+    async fn unreleased(&self, limit: u32) -> Result<Vec<Order>, StoreError>;
+    /// The durable mark that an order's unit went back to the ledger (see
+    /// `unreleased`). Idempotent. `NotFound` when the order is not stored,
+    /// `Invariant` when its status still holds stock.
+    async fn mark_released(&self, order: &OrderId) -> Result<(), StoreError>;
+    /// Orders of the campaign whose unit was returned to the ledger.
+    async fn released(&self, campaign: &CampaignId) -> Result<u64, StoreError>;
     /// Notes that the log record at `source` (e.g. `topic/partition/offset`)
     /// went to the dead-letter topic, so operators see it in stats.
     /// Idempotent per `source`; `campaign` is `None` for an undecodable record.

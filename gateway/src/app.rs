@@ -83,6 +83,73 @@ pub struct App {
     /// (see `Registry::view_age_ms`); `None` when this process is the only
     /// writer of its campaigns (embedded).
     pub view_max_age_ms: Option<u64>,
+    /// What this process's expiry sweeper did (embedded; production
+    /// sweepers are `seckill sweeper` processes).
+    pub expiry: Arc<crate::usecase::expiry::ExpiryCounters>,
+}
+
+/// The concrete backends one profile wires into the app.
+#[allow(missing_debug_implementations)]
+pub struct Ports {
+    /// The ledger as built; `App::assemble` meters it.
+    pub ledger: Arc<dyn StockLedger>,
+    pub log: Arc<dyn OrderLog>,
+    pub store: Arc<dyn OrderStore>,
+    pub shared: Arc<dyn engine::ports::SharedState>,
+}
+
+/// How a profile's gateway differs from another's.
+#[derive(Debug, Clone, Copy)]
+pub struct Profile {
+    /// The admin token was generated at start (no configured one).
+    pub admin_token_generated: bool,
+    /// Many gateways share the ledger (see `App::shared_ledger`).
+    pub shared_ledger: bool,
+    /// See `App::view_max_age_ms`.
+    pub view_max_age_ms: Option<u64>,
+}
+
+impl App {
+    /// The one constructor of the app, for every profile: `secret` keys
+    /// the quiz and the hidden path when no `funnel_secret` is configured.
+    pub fn assemble(
+        cfg: &crate::config::ServeConfig,
+        ports: Ports,
+        auth: Auth,
+        secret: &str,
+        profile: Profile,
+    ) -> Self {
+        let clock: Arc<dyn crate::clock::Clock> = Arc::new(crate::clock::SystemClock);
+        let (ledger, ledger_calls) = crate::metered::MeteredLedger::new(ports.ledger);
+        Self {
+            rate: crate::limits::RateLimits::new(&cfg.rate_limits, Arc::clone(&clock)),
+            clock,
+            hot: crate::hot::HotItems::new(&cfg.hot, cfg.limits.grabs_inflight_max),
+            funnel: Default::default(),
+            auth,
+            registry: Registry::default(),
+            orders: OrderIndex::default(),
+            ledger: Arc::new(ledger),
+            ledger_calls,
+            log: ports.log,
+            store: ports.store,
+            shared: ports.shared,
+            gate: crate::quiz::Gate::new(
+                cfg.funnel_secret.as_deref().unwrap_or(secret).as_bytes(),
+                cfg.quiz.clone(),
+                &cfg.data_dir.join("cdn"),
+            ),
+            grab_permits: Arc::new(Semaphore::new(cfg.limits.grabs_inflight_max)),
+            tasks: TaskTracker::new(),
+            limits: cfg.limits.clone(),
+            admin_token_generated: profile.admin_token_generated,
+            cdn_dir: cfg.data_dir.join("cdn"),
+            writer_running: std::sync::atomic::AtomicBool::new(true),
+            expiry: Arc::default(),
+            shared_ledger: profile.shared_ledger,
+            view_max_age_ms: profile.view_max_age_ms,
+        }
+    }
 }
 
 /// Most live single-use marks the embedded shared state holds (each lives
@@ -106,6 +173,8 @@ pub struct Embedded {
     _dir_lock: std::fs::File,
     writer_stop: tokio::sync::oneshot::Sender<()>,
     writer: tokio::task::JoinHandle<()>,
+    /// The payment-expiry sweeper (see `usecase::expiry`).
+    sweeper: tokio::task::JoinHandle<()>,
 }
 
 impl Embedded {
@@ -127,42 +196,24 @@ impl Embedded {
             .context("opening the order log")?;
         let file_log = Arc::new(file_log);
         let (jwt_secret, admin_token) = secrets(cfg)?;
-        let (ledger, ledger_calls) = crate::metered::MeteredLedger::new(Arc::new(MemLedger::new(
-            MemLedgerConfig::default(),
-        )));
         let auth = Auth::from_settings(&cfg.auth, Some(jwt_secret.as_bytes()), admin_token.clone())
             .map_err(anyhow::Error::msg)?;
-        let clock: Arc<dyn crate::clock::Clock> = Arc::new(crate::clock::SystemClock);
-        let app = Arc::new(App {
-            rate: crate::limits::RateLimits::new(&cfg.rate_limits, Arc::clone(&clock)),
-            clock,
-            hot: crate::hot::HotItems::new(&cfg.hot, cfg.limits.grabs_inflight_max),
-            funnel: Default::default(),
+        let app = Arc::new(App::assemble(
+            cfg,
+            Ports {
+                ledger: Arc::new(MemLedger::new(MemLedgerConfig::default())),
+                log: Arc::clone(&file_log) as Arc<dyn OrderLog>,
+                store: Arc::clone(&store),
+                shared: Arc::new(shared_state::MemSharedState::new(SHARED_MARKS_MAX)),
+            },
             auth,
-            registry: Registry::default(),
-            orders: OrderIndex::default(),
-            ledger: Arc::new(ledger),
-            ledger_calls,
-            log: Arc::clone(&file_log) as Arc<dyn OrderLog>,
-            store: Arc::clone(&store),
-            shared: Arc::new(shared_state::MemSharedState::new(SHARED_MARKS_MAX)),
-            gate: crate::quiz::Gate::new(
-                cfg.funnel_secret
-                    .as_deref()
-                    .unwrap_or(&jwt_secret)
-                    .as_bytes(),
-                cfg.quiz.clone(),
-                &cfg.data_dir.join("cdn"),
-            ),
-            grab_permits: Arc::new(Semaphore::new(cfg.limits.grabs_inflight_max)),
-            tasks: TaskTracker::new(),
-            limits: cfg.limits.clone(),
-            admin_token_generated: cfg.admin_token.is_none(),
-            cdn_dir: cfg.data_dir.join("cdn"),
-            writer_running: std::sync::atomic::AtomicBool::new(true),
-            shared_ledger: false,
-            view_max_age_ms: None,
-        });
+            &jwt_secret,
+            Profile {
+                admin_token_generated: cfg.admin_token.is_none(),
+                shared_ledger: false,
+                view_max_age_ms: None,
+            },
+        ));
         // Ends by itself once the app is dropped.
         let _upkeep = crate::limits::spawn_upkeep(&app);
 
@@ -267,7 +318,9 @@ impl Embedded {
             }
         });
 
+        let sweeper = crate::usecase::expiry::spawn_in_gateway(&app)?;
         let embedded = Self {
+            sweeper,
             app,
             admin_token,
             file_log,
@@ -302,7 +355,7 @@ impl Embedded {
             load_test: None,
             stock_buckets: None,
         };
-        crate::handlers::admin::create_campaign(&self.app, spec.validate(id)?)
+        crate::usecase::campaigns::create_validated(&self.app, spec.validate(id)?)
             .await
             .map_err(|e| anyhow::anyhow!("creating the demo campaign: {}", e.message))?;
         Ok(())
@@ -311,6 +364,8 @@ impl Embedded {
     /// Stops in dependency order: grabs, then the log (flushing what was
     /// accepted), then the writer (draining what is durable).
     pub async fn shutdown(self) {
+        // A sweep cut short is finished by the next start's first sweep.
+        self.sweeper.abort();
         self.app.tasks.close();
         self.app.tasks.wait().await;
         let log = Arc::clone(&self.file_log);

@@ -258,7 +258,7 @@ async fn stages(
     let early = |stage: Stage, error: ApiError, body: Incoming| {
         Err(Box::new((Refused::at(stage, error), Some(body))))
     };
-    let Ok(live) = crate::handlers::campaign(app, id) else {
+    let Ok(live) = crate::usecase::campaigns::find(app, id) else {
         return early(Stage::Campaign, ApiError::campaign_not_found(), body);
     };
     let campaign = live.get();

@@ -3,6 +3,8 @@
 //!
 //! Only this crate knows HTTP; the domain lives in `engine`.
 
+pub mod admin_cli;
+pub mod api;
 pub mod app;
 pub mod auth;
 pub mod clock;
@@ -25,4 +27,5 @@ pub mod registry;
 pub mod routes;
 pub mod server;
 pub mod shed;
+pub mod usecase;
 pub mod web;

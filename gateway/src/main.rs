@@ -24,6 +24,12 @@ enum Command {
     /// Production only: move orders from Kafka to MySQL (a consumer group
     /// member; run several).
     Writer(ServeArgs),
+    /// Production only: expire unpaid orders whose payment window closed and
+    /// give their units back to the ledger (safe to run several).
+    Sweeper(ServeArgs),
+    /// Operators' commands over the admin API of a running gateway: create,
+    /// validate, preload, pause/resume/stop, status, reconcile, export.
+    Admin(gateway::admin_cli::AdminArgs),
     /// Production only: compare a campaign's ledger with its durable orders;
     /// `--repair` rebuilds the ledger from the orders.
     Reconcile(ReconcileArgs),
@@ -211,7 +217,14 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => runtime.block_on(serve(args)),
         Command::Writer(args) => runtime.block_on(writer(args)),
+        Command::Sweeper(args) => runtime.block_on(sweeper(args)),
         Command::Reconcile(args) => runtime.block_on(reconcile(args)),
+        Command::Admin(args) => {
+            if !runtime.block_on(gateway::admin_cli::run(args))? {
+                std::process::exit(1);
+            }
+            Ok(())
+        }
     }
 }
 
@@ -236,6 +249,21 @@ async fn writer(args: ServeArgs) -> anyhow::Result<()> {
     println!(
         "seckill writer stopped: {} batches, {} rows ({} duplicates), {} dead-lettered",
         stats.batches, stats.rows, stats.duplicates, stats.dead_lettered
+    );
+    Ok(())
+}
+
+async fn sweeper(args: ServeArgs) -> anyhow::Result<()> {
+    let cfg = args.resolve()?;
+    let p = production(&cfg, "sweeper")?;
+    println!(
+        "seckill sweeper expiring unpaid orders every {} ms",
+        gateway::usecase::expiry::SWEEP_INTERVAL_MS
+    );
+    let total = gateway::production::run_sweeper(&p, shutdown_signal()).await?;
+    println!(
+        "seckill sweeper stopped: {} expired, {} units released ({} already released)",
+        total.expired, total.released, total.already_released
     );
     Ok(())
 }

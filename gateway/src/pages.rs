@@ -25,7 +25,7 @@ pub fn item(app: &App, file: &str) -> Result<Resp, ApiError> {
     let id = file
         .strip_suffix(".html")
         .ok_or_else(|| ApiError::not_found("no such page"))?;
-    let live = crate::handlers::campaign(app, id)?;
+    let live = crate::usecase::campaigns::find(app, id)?;
     let c = live.get();
     let page = render_item(c.id.as_str(), &c.title, c.price_cents, c.stock_total);
     Ok(page_response(web::bytes(

@@ -11,8 +11,6 @@
 use crate::app::App;
 use crate::auth::Auth;
 use crate::config::{Production, RedisTarget, ServeConfig};
-use crate::orders::OrderIndex;
-use crate::registry::Registry;
 use anyhow::{bail, Context};
 use engine::ports::{LogRecord, OrderLog, OrderStore, SharedState, StockLedger};
 use order_log::{KafkaLog, KafkaLogConfig, KafkaSource, KafkaSourceConfig, Settled};
@@ -22,9 +20,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
 use stock_ledger::{RedisLedger, RedisLedgerConfig};
-use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
-use tokio_util::task::TaskTracker;
 
 /// How often gateways re-read campaigns from the store: an operator's
 /// pause or stop reaches every gateway within about this (one small query
@@ -146,7 +142,6 @@ impl ProductionGateway {
             .map_err(anyhow::Error::msg)?;
         let store = connect_store(p).await?;
         let (ledger, refresher) = connect_ledger(p, p.redis_buckets).await?;
-        let (ledger, ledger_calls) = crate::metered::MeteredLedger::new(ledger);
         let shared = connect_shared(p).await?;
 
         // The log reports late outcomes to the app, which exists only after
@@ -157,34 +152,22 @@ impl ProductionGateway {
                 .await
                 .context("connecting to kafka")?,
         );
-        let clock: Arc<dyn crate::clock::Clock> = Arc::new(crate::clock::SystemClock);
-        let app = Arc::new(App {
-            rate: crate::limits::RateLimits::new(&cfg.rate_limits, Arc::clone(&clock)),
-            clock,
-            hot: crate::hot::HotItems::new(&cfg.hot, cfg.limits.grabs_inflight_max),
-            funnel: Default::default(),
+        let app = Arc::new(App::assemble(
+            cfg,
+            crate::app::Ports {
+                ledger,
+                log: Arc::clone(&kafka) as Arc<dyn OrderLog>,
+                store: Arc::clone(&store),
+                shared,
+            },
             auth,
-            registry: Registry::default(),
-            orders: OrderIndex::default(),
-            ledger: Arc::new(ledger),
-            ledger_calls,
-            log: Arc::clone(&kafka) as Arc<dyn OrderLog>,
-            store: Arc::clone(&store),
-            shared,
-            gate: crate::quiz::Gate::new(
-                cfg.funnel_secret.as_deref().unwrap_or(&jwt).as_bytes(),
-                cfg.quiz.clone(),
-                &cfg.data_dir.join("cdn"),
-            ),
-            grab_permits: Arc::new(Semaphore::new(cfg.limits.grabs_inflight_max)),
-            tasks: TaskTracker::new(),
-            limits: cfg.limits.clone(),
-            admin_token_generated: false,
-            cdn_dir: cfg.data_dir.join("cdn"),
-            writer_running: std::sync::atomic::AtomicBool::new(true),
-            shared_ledger: true,
-            view_max_age_ms: Some(CAMPAIGN_VIEW_MAX_AGE_MS),
-        });
+            &jwt,
+            crate::app::Profile {
+                admin_token_generated: false,
+                shared_ledger: true,
+                view_max_age_ms: Some(CAMPAIGN_VIEW_MAX_AGE_MS),
+            },
+        ));
         let _ = cell.set(Arc::downgrade(&app));
         let upkeep = crate::limits::spawn_upkeep(&app);
         sync_campaigns(&app).await.context("loading campaigns")?;
@@ -284,6 +267,27 @@ async fn sync_campaigns(app: &App) -> anyhow::Result<()> {
     }
     app.registry.mark_synced(started);
     Ok(())
+}
+
+/// `seckill sweeper`: expires unpaid orders and releases their units
+/// (`usecase::expiry`) until `shutdown`. `SECKILL_SWEEPER_CRASH`
+/// (`after_expire`, `after_release`) makes it stop dead at that point of a
+/// sweep, for the crash tests.
+pub async fn run_sweeper(
+    p: &Production,
+    shutdown: impl std::future::Future<Output = ()> + Send,
+) -> anyhow::Result<crate::usecase::expiry::SweepReport> {
+    use crate::usecase::expiry::{self, CrashPoint, Sweeper};
+    let crash = CrashPoint::from_env()?;
+    let store = connect_store(p).await?;
+    let (ledger, refresher) = connect_ledger(p, p.redis_buckets).await?;
+    let sweeper = Sweeper {
+        crash,
+        ..Sweeper::new(store, ledger)
+    };
+    let total = expiry::run(sweeper, Arc::new(crate::clock::SystemClock), shutdown).await;
+    refresher.abort();
+    Ok(total)
 }
 
 /// `seckill writer`: drains the topic into MySQL until `shutdown`.

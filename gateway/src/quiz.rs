@@ -63,7 +63,7 @@ pub struct RenderJob {
 }
 
 /// What a preload reports about its campaign's bank.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct RenderStatus {
     /// Every image is on disk.
     pub complete: bool,

@@ -62,7 +62,10 @@ async fn campaign_of(store: &dyn OrderStore, id: &CampaignId) -> anyhow::Result<
 }
 
 /// The ledger image the durable orders describe.
-async fn durable_image(store: &dyn OrderStore, c: &Campaign) -> anyhow::Result<LedgerImage> {
+pub(crate) async fn durable_image(
+    store: &dyn OrderStore,
+    c: &Campaign,
+) -> anyhow::Result<LedgerImage> {
     let mut image = LedgerImage {
         total: c.stock_total,
         buckets: c.stock_buckets,

@@ -8,6 +8,7 @@ use crate::app::App;
 use crate::error::ApiError;
 use crate::handlers::{admin, buyer, service};
 use crate::pages;
+use crate::usecase::campaigns::Action;
 use crate::web::{self, Resp};
 use http::header::AUTHORIZATION;
 use http::Method;
@@ -39,6 +40,8 @@ pub enum Endpoint {
     DashboardAsset,
     ListCampaigns,
     CreateCampaign,
+    ValidateCampaign,
+    Reconcile,
     Stats,
     Orders,
     Preload,
@@ -105,8 +108,18 @@ pub const ROUTES: &[Route] = &[
     r("GET", "/admin/static/{file}", Endpoint::DashboardAsset),
     r("GET", "/admin/v1/campaigns", Endpoint::ListCampaigns),
     r("POST", "/admin/v1/campaigns", Endpoint::CreateCampaign),
+    r(
+        "POST",
+        "/admin/v1/campaigns/validate",
+        Endpoint::ValidateCampaign,
+    ),
     r("GET", "/admin/v1/campaigns/{id}/stats", Endpoint::Stats),
     r("GET", "/admin/v1/campaigns/{id}/orders", Endpoint::Orders),
+    r(
+        "GET",
+        "/admin/v1/campaigns/{id}/reconcile",
+        Endpoint::Reconcile,
+    ),
     r(
         "POST",
         "/admin/v1/campaigns/{id}/preload",
@@ -216,7 +229,7 @@ async fn route(app: &Arc<App>, req: Request<Incoming>) -> Result<Resp, ApiError>
         Endpoint::Campaign | Endpoint::GrabPath | Endpoint::Quiz
     ) {
         // Grabs are counted by the funnel once their campaign is found.
-        if let Ok(live) = crate::handlers::campaign(app, param) {
+        if let Ok(live) = crate::usecase::campaigns::find(app, param) {
             app.hot.record(&live.get().id, app.clock.now_ms());
         }
     }
@@ -263,6 +276,8 @@ async fn route(app: &Arc<App>, req: Request<Incoming>) -> Result<Resp, ApiError>
         Endpoint::DashboardAsset => pages::dashboard_asset(param),
         Endpoint::ListCampaigns
         | Endpoint::CreateCampaign
+        | Endpoint::ValidateCampaign
+        | Endpoint::Reconcile
         | Endpoint::Stats
         | Endpoint::Orders
         | Endpoint::Preload
@@ -314,13 +329,15 @@ async fn admin_route(
     match endpoint {
         Endpoint::ListCampaigns => admin::list(app).await,
         Endpoint::CreateCampaign => admin::create(app, &headers, &body).await,
+        Endpoint::ValidateCampaign => admin::validate(app, &headers, &body, query.as_deref()).await,
         Endpoint::Stats => admin::stats(app, id).await,
+        Endpoint::Reconcile => admin::reconcile(app, id).await,
         Endpoint::Orders => admin::orders(app, id, query.as_deref()).await,
-        Endpoint::Preload => admin::preload(app, id).await,
+        Endpoint::Preload => admin::preload(app, id, query.as_deref()).await,
         Endpoint::QuizAnswers => admin::quiz_answers(app, id),
-        Endpoint::Pause => admin::control(app, id, "pause").await,
-        Endpoint::Resume => admin::control(app, id, "resume").await,
-        Endpoint::Stop => admin::control(app, id, "stop").await,
+        Endpoint::Pause => admin::control(app, id, Action::Pause).await,
+        Endpoint::Resume => admin::control(app, id, Action::Resume).await,
+        Endpoint::Stop => admin::control(app, id, Action::Stop).await,
         Endpoint::Tokens => admin::tokens(app, &headers, &body),
         Endpoint::Hot => Ok(admin::hot(app)),
         _ => Err(ApiError::internal()),

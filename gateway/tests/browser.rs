@@ -1,21 +1,36 @@
 //! The buyer page in a real browser: headless Debian Chromium, driven by
-//! `scripts/browser/buyer-quiz.mjs` (playwright-core), passes the quiz and
-//! grabs through the buyer's hidden grab path, the answer read from the
-//! load-test export (`GET /admin/v1/campaigns/{id}/quiz-answers`). The
-//! screenshot is kept at `$CARGO_TARGET_DIR/artifacts/buyer-quiz.png`
-//! (`<workspace>/target/artifacts/` without `CARGO_TARGET_DIR`).
+//! `scripts/browser/buyer-quiz.mjs` (playwright-core), against a real
+//! gateway (embedded default).
+//!
+//! 1. The whole journey (issue 9, acceptance 1): the page waits for the
+//!    countdown, passes the quiz (the answer read from the load-test export,
+//!    `GET /admin/v1/campaigns/{id}/quiz-answers`), grabs through the buyer's
+//!    hidden grab path, shows "queued" then "confirmed", offers Pay with the
+//!    time left (a reload comes back to it), pays and shows "paid" (a reload
+//!    comes back to it); the stats and the export say the order is paid.
+//!    Screenshots are kept in `$CARGO_TARGET_DIR/artifacts/`
+//!    (`<workspace>/target/artifacts/` without `CARGO_TARGET_DIR`):
+//!    `buyer-journey.png` (paid), `buyer-journey-quiz.png` (the question),
+//!    `buyer-journey-confirmed.png` (Pay offered).
+//! 2. An unpaid order: a campaign with an 8 s payment window; the page
+//!    offers Pay with the time left, is never paid, and shows "expired" once
+//!    the server's sweeper has expired the order (`buyer-expired.png`).
+//!
+//! The two run one after the other (a lock): each starts a gateway and a
+//! browser, and the second depends on timing.
 //!
 //! Needs `/usr/bin/chromium`, Node.js 20+ and playwright-core in
 //! `scripts/browser/node_modules`: `bash scripts/install-browser.sh`
-//! installs them. Without them this test fails (it does not skip).
+//! installs them. Without them these tests fail (they do not skip).
 
 mod common;
 
 use bytes::Bytes;
-use common::browser::{artifact_path, require_browser_tools, run_script};
+use common::browser::{artifact_path, require_browser_tools, run_script, BrowserRun};
 use common::{now_ms, Server, ADMIN_TOKEN};
 use http_body_util::{BodyExt, Full};
 use serde_json::{json, Value};
+use std::path::Path;
 use std::time::Duration;
 
 /// The sale starts this long after its creation. Preload (which draws the
@@ -24,8 +39,17 @@ use std::time::Duration;
 /// and fetches its grab path and question from the start instant; opening
 /// after the start passes too (the test prints which happened).
 const START_DELAY_MS: u64 = 3_000;
+/// The browser script's own time limit (`--timeout-ms`) for a journey.
+const JOURNEY_MS: u64 = 60_000;
 /// The browser script is killed after this long.
-const BROWSER_LIMIT: Duration = Duration::from_secs(60);
+const BROWSER_LIMIT: Duration = Duration::from_secs(100);
+/// The payment window of the unpaid-order test: long enough for the page to
+/// show Pay, count down and come back after a reload on a loaded machine.
+const SHORT_WINDOW_S: u64 = 8;
+
+/// One browser test at a time: two gateways and two Chromiums at once on a
+/// small machine would slow the timed steps down.
+static BROWSER_TESTS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// An admin call that may take long (preload draws the quiz bank): the
 /// harness's `call` gives up after 30 s.
@@ -46,9 +70,105 @@ async fn admin_post_slow(server: &Server, path: &str, limit: Duration) -> (u16, 
     (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
 }
 
+/// Runs `buyer-quiz.mjs` for `campaign` as the holder of `token`, saving the
+/// final screenshot at `shot` (removed first); `extra` are further options.
+/// Asserts that it succeeded and returns its run.
+async fn run_buyer(
+    server: &Server,
+    campaign: &str,
+    token: &str,
+    shot: &Path,
+    extra: &[&str],
+) -> BrowserRun {
+    std::fs::create_dir_all(shot.parent().expect("artifact dir")).expect("artifact dir");
+    let _ = std::fs::remove_file(shot);
+    let mut args: Vec<String> = vec![
+        "--url".into(),
+        server.base.clone(),
+        "--campaign".into(),
+        campaign.into(),
+        "--token".into(),
+        token.into(),
+        "--screenshot".into(),
+        shot.to_string_lossy().into_owned(),
+        "--timeout-ms".into(),
+        JOURNEY_MS.to_string(),
+    ];
+    args.extend(extra.iter().map(|a| (*a).to_string()));
+    let run =
+        tokio::task::spawn_blocking(move || run_script("buyer-quiz.mjs", &args, BROWSER_LIMIT))
+            .await
+            .expect("browser run");
+    eprintln!("buyer-quiz.mjs stderr:\n{}", run.stderr);
+    println!("buyer-quiz.mjs stdout:\n{}", run.stdout);
+    println!("browser screenshot: {}", shot.display());
+    assert_eq!(
+        run.exit,
+        Some(0),
+        "buyer-quiz.mjs failed (exit {:?}, None = killed after {BROWSER_LIMIT:?}):\nstdout: {}\nstderr: {}",
+        run.exit,
+        run.stdout,
+        run.stderr
+    );
+    assert_eq!(run.result["ok"], true, "{}", run.stdout);
+    assert!(shot.is_file(), "no screenshot at {}", shot.display());
+    run
+}
+
+/// The campaign's one order in the export, which must be `buyer`'s.
+async fn exported_order(server: &Server, campaign: &str, buyer: &str) -> Value {
+    let rows = server
+        .get(
+            &format!("/admin/v1/campaigns/{campaign}/orders"),
+            Some(ADMIN_TOKEN),
+        )
+        .await
+        .json();
+    let rows = rows.as_array().expect("orders as a JSON array").clone();
+    assert_eq!(rows.len(), 1, "one order: {rows:?}");
+    assert_eq!(rows[0]["user_id"], buyer, "{rows:?}");
+    rows[0].clone()
+}
+
+/// The statuses the page showed, per page load, as strings.
+fn status_history(result: &Value) -> Vec<Vec<String>> {
+    result["status_history"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no status_history in {result}"))
+        .iter()
+        .map(|load| {
+            load.as_array()
+                .expect("one page load's statuses")
+                .iter()
+                .map(|s| s.as_str().expect("a status").to_string())
+                .collect()
+        })
+        .collect()
+}
+
+fn order_responses(result: &Value) -> Vec<String> {
+    result["order_responses"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no order_responses in {result}"))
+        .iter()
+        .map(|s| s.as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
+/// `m:ss` (or `h:mm:ss`) as seconds.
+fn seconds_left(text: &str) -> u64 {
+    text.split(':')
+        .map(|p| {
+            p.parse::<u64>()
+                .unwrap_or_else(|_| panic!("time left {text:?}"))
+        })
+        .fold(0, |acc, n| acc * 60 + n)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn buyer_page_passes_the_quiz_and_grabs_through_the_hidden_path() {
+async fn buyer_page_passes_the_quiz_grabs_through_the_hidden_path_pays_and_shows_paid() {
     require_browser_tools();
+    let _one_at_a_time = BROWSER_TESTS.lock().await;
     let dir = tempfile::tempdir().expect("tempdir");
     let server = Server::start(&dir.path().join("data"), &[]);
     let id = "browser-quiz";
@@ -66,6 +186,7 @@ async fn buyer_page_passes_the_quiz_and_grabs_through_the_hidden_path() {
             "quiz_questions": 100,
             "hidden_path": true,
             "load_test": true,
+            "payment_window_s": 600,
         }))
         .await;
     assert_eq!(created["quiz"], true, "{created}");
@@ -100,29 +221,24 @@ async fn buyer_page_passes_the_quiz_and_grabs_through_the_hidden_path() {
     std::fs::write(&answers_file, &export.body).expect("write answers");
 
     let token = server.tokens(&[buyer.to_string()]).await.remove(0);
-    let shot = artifact_path("buyer-quiz.png");
-    std::fs::create_dir_all(shot.parent().expect("artifact dir")).expect("artifact dir");
-    let _ = std::fs::remove_file(&shot);
+    let shot = artifact_path("buyer-journey.png");
     let page_opened_before_start = now_ms() < starts_at;
-    let args: Vec<String> = vec![
-        "--url".into(),
-        server.base.clone(),
-        "--campaign".into(),
-        id.into(),
-        "--token".into(),
-        token.clone(),
-        "--answers".into(),
-        answers_file.to_string_lossy().into_owned(),
-        "--screenshot".into(),
-        shot.to_string_lossy().into_owned(),
-    ];
-    let run =
-        tokio::task::spawn_blocking(move || run_script("buyer-quiz.mjs", &args, BROWSER_LIMIT))
-            .await
-            .expect("browser run");
-    eprintln!("buyer-quiz.mjs stderr:\n{}", run.stderr);
-    println!("buyer-quiz.mjs stdout:\n{}", run.stdout);
-    println!("browser screenshot: {}", shot.display());
+    let answers_arg = answers_file.to_string_lossy().into_owned();
+    let run = run_buyer(
+        &server,
+        id,
+        &token,
+        &shot,
+        &[
+            "--answers",
+            &answers_arg,
+            "--after-grab",
+            "pay",
+            "--reload",
+            "true",
+        ],
+    )
+    .await;
     println!(
         "the browser was started {} the start instant",
         if page_opened_before_start {
@@ -131,49 +247,82 @@ async fn buyer_page_passes_the_quiz_and_grabs_through_the_hidden_path() {
             "after"
         }
     );
-    assert_eq!(
-        run.exit,
-        Some(0),
-        "buyer-quiz.mjs failed (exit {:?}, None = killed after {BROWSER_LIMIT:?}):\nstdout: {}\nstderr: {}",
-        run.exit,
-        run.stdout,
-        run.stderr
-    );
     let result = &run.result;
-    assert_eq!(result["ok"], true, "{}", run.stdout);
-    assert!(shot.is_file(), "no screenshot at {}", shot.display());
     let order_id = result["order_id"]
         .as_str()
         .unwrap_or_else(|| panic!("no order_id in {result}"))
         .to_string();
-    assert!(
-        result["result_text"]
-            .as_str()
-            .is_some_and(|t| t.contains(&order_id)),
-        "the page shows the order id: {result}"
-    );
     let image = result["image_url"].as_str().unwrap_or("");
     assert!(
         answers["answers"].get(image).is_some(),
         "the question the page showed ({image}) is in the export"
     );
+    for key in ["quiz_screenshot", "confirmed_screenshot"] {
+        let path = result[key]
+            .as_str()
+            .unwrap_or_else(|| panic!("no {key} in {result}"));
+        assert!(Path::new(path).is_file(), "{key}: no file at {path}");
+        println!("{key}: {path}");
+    }
 
-    // Exactly one order, this buyer's, with the id the page showed.
+    // What the buyer saw. The grab's answer: queued, with the order id.
+    let text = |key: &str| result[key].as_str().unwrap_or_default().to_string();
+    assert!(
+        text("result_text").contains(&order_id) && text("result_text").contains("queued"),
+        "the page shows the queued order: {result}"
+    );
+    // Every status change, per page load: queued then confirmed; after a
+    // reload confirmed again (Pay offered again), then paid; after another
+    // reload paid.
+    assert_eq!(
+        status_history(result),
+        vec![
+            vec!["queued".to_string(), "confirmed".to_string()],
+            vec!["confirmed".to_string(), "paid".to_string()],
+            vec!["paid".to_string()],
+        ],
+        "{result}"
+    );
+    assert!(
+        text("confirmed_text").contains(&order_id) && text("confirmed_text").contains("confirmed"),
+        "{result}"
+    );
+    // Pay with the time left of a 600 s window, counting down, also after
+    // the reload.
+    let first = seconds_left(&text("pay_time_left"));
+    let later = seconds_left(&text("pay_time_left_later"));
+    let after_reload = seconds_left(&text("pay_time_left_after_reload"));
+    assert!(
+        (540..=600).contains(&first),
+        "time left {first} s: {result}"
+    );
+    assert!(later < first, "the countdown runs: {result}");
+    assert!(after_reload <= later && after_reload >= 500, "{result}");
+    assert_eq!(text("pay_button_text"), "Pay 49.99", "{result}");
+    assert!(
+        text("paid_text").contains(&order_id) && text("paid_text").contains("paid"),
+        "{result}"
+    );
+    assert!(text("paid_text_after_reload").contains("paid"), "{result}");
+    let responses = order_responses(result);
+    assert_eq!(
+        responses
+            .iter()
+            .filter(|r| r.starts_with("POST "))
+            .collect::<Vec<_>>(),
+        vec!["POST 200 paid"],
+        "one payment, accepted: {responses:?}"
+    );
+
+    // The shop's side: one order, this buyer's, with the id the page showed, paid.
     let stats = server.wait_persisted(id, 1).await;
     assert_eq!(stats["orders_persisted"], 1, "{stats}");
     assert_eq!(stats["sold"], 1, "{stats}");
-    let rows = server
-        .get(
-            &format!("/admin/v1/campaigns/{id}/orders"),
-            Some(ADMIN_TOKEN),
-        )
-        .await
-        .json();
-    let rows = rows.as_array().expect("orders as a JSON array").clone();
-    let mine: Vec<&Value> = rows.iter().filter(|r| r["user_id"] == buyer).collect();
-    assert_eq!(mine.len(), 1, "one order for the buyer: {rows:?}");
-    assert_eq!(rows.len(), 1, "no other order: {rows:?}");
-    assert_eq!(mine[0]["order_id"], order_id.as_str(), "{rows:?}");
+    assert_eq!(stats["orders_paid"], 1, "{stats}");
+    assert_eq!(stats["orders_expired"], 0, "{stats}");
+    let row = exported_order(&server, id, buyer).await;
+    assert_eq!(row["order_id"], order_id.as_str(), "{row}");
+    assert_eq!(row["status"], "paid", "{row}");
     let order = server
         .get(&format!("/api/v1/orders/{order_id}"), Some(&token))
         .await;
@@ -187,4 +336,93 @@ async fn buyer_page_passes_the_quiz_and_grabs_through_the_hidden_path() {
     assert_eq!(order["order_id"], order_id.as_str(), "{order}");
     assert_eq!(order["campaign_id"], id, "{order}");
     assert_eq!(order["user_id"], buyer, "{order}");
+    assert_eq!(order["status"], "paid", "{order}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn buyer_page_offers_pay_with_the_time_left_then_shows_expired() {
+    require_browser_tools();
+    let _one_at_a_time = BROWSER_TESTS.lock().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(&dir.path().join("data"), &[]);
+    let id = "browser-unpaid";
+    let buyer = "browser-late-buyer";
+    // Live now, no quiz: the page grabs at once.
+    server
+        .create_campaign(json!({
+            "id": id,
+            "title": "Unpaid item",
+            "price_cents": 1_250,
+            "stock": 1,
+            "payment_window_s": SHORT_WINDOW_S,
+        }))
+        .await;
+    let token = server.tokens(&[buyer.to_string()]).await.remove(0);
+    let shot = artifact_path("buyer-expired.png");
+    let run = run_buyer(
+        &server,
+        id,
+        &token,
+        &shot,
+        &["--after-grab", "expire", "--reload", "true"],
+    )
+    .await;
+    let result = &run.result;
+    let order_id = result["order_id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no order_id in {result}"))
+        .to_string();
+    let text = |key: &str| result[key].as_str().unwrap_or_default().to_string();
+
+    // Queued, confirmed with Pay and the time left; after a reload Pay
+    // again; then expired.
+    assert_eq!(
+        status_history(result),
+        vec![
+            vec!["queued".to_string(), "confirmed".to_string()],
+            vec!["confirmed".to_string(), "expired".to_string()],
+        ],
+        "{result}"
+    );
+    let first = seconds_left(&text("pay_time_left"));
+    assert!(
+        (1..=SHORT_WINDOW_S).contains(&first),
+        "time left {first} s: {result}"
+    );
+    assert!(
+        seconds_left(&text("pay_time_left_later")) < first,
+        "the countdown runs: {result}"
+    );
+    assert!(
+        text("expired_text").contains(&order_id) && text("expired_text").contains("expired"),
+        "{result}"
+    );
+    // The page never paid, and learnt "expired" from the shop (not only
+    // from its own clock).
+    let responses = order_responses(result);
+    assert!(
+        !responses.iter().any(|r| r.starts_with("POST ")),
+        "no payment was sent: {responses:?}"
+    );
+    assert!(
+        responses.iter().any(|r| r == "GET 200 expired"),
+        "the shop said expired: {responses:?}"
+    );
+
+    let stats = server.stats(id).await;
+    assert_eq!(stats["orders_paid"], 0, "{stats}");
+    assert_eq!(stats["orders_expired"], 1, "{stats}");
+    let row = exported_order(&server, id, buyer).await;
+    assert_eq!(row["order_id"], order_id.as_str(), "{row}");
+    assert_eq!(row["status"], "expired", "{row}");
+    // Paying now is refused.
+    let late = server
+        .post_json(
+            &format!("/api/v1/orders/{order_id}/pay"),
+            Some(&token),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(late.status, 409, "{}", String::from_utf8_lossy(&late.body));
+    assert_eq!(late.code(), "order_expired");
 }

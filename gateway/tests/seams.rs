@@ -80,9 +80,12 @@ async fn embedded_release_then_regrab_lands_with_a_new_order_id() {
             "starts_at_ms": now - 1_000, "ends_at_ms": now + 3_600_000,
         }))
         .expect("spec");
-        gateway::handlers::admin::create_campaign(&app, spec.validate(c.clone()).expect("valid"))
-            .await
-            .expect("create");
+        gateway::usecase::campaigns::create_validated(
+            &app,
+            spec.validate(c.clone()).expect("valid"),
+        )
+        .await
+        .expect("create");
         // A grab whose append failed for sure: reserved, then compensated.
         assert_eq!(
             app.ledger.reserve(&c, &u, 1).await.expect("reserve"),

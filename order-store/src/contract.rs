@@ -10,12 +10,14 @@
 //! - [`batches`]: idempotent batches, the sold guard, refusals, checkpoints.
 //! - [`units`]: unit numbers against the per-user limit (active units count).
 //! - [`pages`]: `orders_page`, keyset pages for exports.
+//! - [`expiry`]: the sweeper's scans, release marks, `sold` counting active units.
 //! - [`concurrency`]: several writers at once never double-count, oversell or
 //!   pass the per-user limit, and ledger generations are never repeated.
 
 pub mod batches;
 pub mod campaigns;
 pub mod concurrency;
+pub mod expiry;
 pub mod pages;
 pub mod units;
 
@@ -35,6 +37,10 @@ pub use concurrency::{
     concurrent_batches_never_oversell, concurrent_ledger_generations_are_distinct,
     concurrent_overlapping_batches_land_once, concurrent_regrabs_land_one_active_unit_per_user,
     overlapping_writers,
+};
+pub use expiry::{
+    an_expiry_gives_the_unit_back_to_the_sold_guard, payments_racing_expiries_end_one_way_each,
+    the_sweeper_scans_and_release_marks,
 };
 pub use pages::orders_pages_cover_each_order_once_in_id_order;
 pub use units::{
@@ -126,7 +132,10 @@ macro_rules! store_contract_tests {
             concurrent_regrabs_land_one_active_unit_per_user,
             orders_pages_cover_each_order_once_in_id_order,
             ledger_generations_rise_per_campaign,
-            concurrent_ledger_generations_are_distinct
+            concurrent_ledger_generations_are_distinct,
+            an_expiry_gives_the_unit_back_to_the_sold_guard,
+            the_sweeper_scans_and_release_marks,
+            payments_racing_expiries_end_one_way_each
         );
     };
     (@each $make:expr; $($name:ident),*) => {

@@ -23,11 +23,13 @@ mod tests;
 
 use crate::sql::batch::{wall_clock_ms, Prepared};
 use crate::sql::rows::{self, db_err};
-use crate::sql::status::{compare_and_set, unapplied, CURRENT_STATUS_SQL};
+use crate::sql::status::{
+    compare_and_set, unapplied, CAMPAIGN_OF_ORDER_SQL, CURRENT_STATUS_SQL, LOWER_SOLD_SQL,
+};
 use engine::ports::{BatchReport, Checkpoint, LogRecord, StatusChange, StoreError};
 use engine::{CampaignId, OrderId, OrderStatus};
 use sqlx::mysql::{MySqlConnectOptions, MySqlPool, MySqlPoolOptions};
-use sqlx::Executor;
+use sqlx::{Executor, Row};
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -145,6 +147,36 @@ crate::sql::store_impl::impl_sql_store!(MysqlStore, campaign_order: "seq", inser
         to: OrderStatus,
     ) -> Result<StatusChange, StoreError> {
         if let Some((sql, sources)) = compare_and_set(to) {
+            let mut tx = self
+                .pool
+                .begin()
+                .await
+                .map_err(|e| db_err("starting a status change", e))?;
+            // A release lowers its campaign's `sold`: the campaign row is
+            // locked first, as batches lock it, so the two never deadlock.
+            let campaign = if to.releases_stock() {
+                let row = sqlx::query(CAMPAIGN_OF_ORDER_SQL)
+                    .bind(order.as_str())
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(|e| db_err("reading an order's campaign", e))?;
+                match row {
+                    Some(r) => {
+                        let id: Vec<u8> = r
+                            .try_get("campaign_id")
+                            .map_err(|e| db_err("reading an order's campaign", e))?;
+                        sqlx::query("SELECT id FROM campaigns WHERE id = ? FOR UPDATE")
+                            .bind(&id)
+                            .fetch_optional(&mut *tx)
+                            .await
+                            .map_err(|e| db_err("locking a campaign", e))?;
+                        Some(id)
+                    }
+                    None => None,
+                }
+            } else {
+                None
+            };
             let mut q = sqlx::query(&sql)
                 .bind(to.as_str())
                 .bind(wall_clock_ms())
@@ -153,13 +185,26 @@ crate::sql::store_impl::impl_sql_store!(MysqlStore, campaign_order: "seq", inser
                 q = q.bind(s);
             }
             let done = q
-                .execute(&self.pool)
+                .execute(&mut *tx)
                 .await
                 .map_err(|e| db_err("changing an order status", e))?;
             // The status list excludes `to`, so a matched row is a changed row.
             if done.rows_affected() == 1 {
+                if let Some(id) = campaign {
+                    sqlx::query(LOWER_SOLD_SQL)
+                        .bind(id)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(|e| db_err("lowering sold", e))?;
+                }
+                tx.commit()
+                    .await
+                    .map_err(|e| db_err("committing a status change", e))?;
                 return Ok(StatusChange::Changed);
             }
+            tx.rollback()
+                .await
+                .map_err(|e| db_err("ending a status change", e))?;
         }
         let row = sqlx::query(CURRENT_STATUS_SQL)
             .bind(order.as_str())

@@ -2,15 +2,22 @@
 // page and buyer-quiz.mjs without building the server: serves static-cdn/ the way the gateway does
 // (rendered item page, assets, CSP `default-src 'self'`), the clock, one campaign, grab-path (425
 // before the start, then a per-buyer secret path), the quiz (single-use tokens, 1 s minimum, 60 s
-// expiry, PNG pictures under /static/quiz/), grabs on that path only, orders, and the admin
-// quiz-answers export. Buyer tokens are unsigned JWTs here: only `sub` is read.
+// expiry, PNG pictures under /static/quiz/), grabs on that path only, orders (queued, confirmed
+// `confirmAfterMs` later, expired 250 ms after `pay_by_ms` when unpaid, as the server's sweeper does),
+// the mock payment (`POST /api/v1/orders/{id}/pay`: 200 paid, idempotent; 409 order_not_confirmed
+// with Retry-After, order_expired, order_cancelled), and the admin quiz-answers export. Buyer tokens
+// are unsigned JWTs here: only `sub` is read.
 //
-//   node mock-gateway.mjs [--port 0] [--start-in-ms 2000] [--quiz true] [--fail-first N]
+//   node mock-gateway.mjs [--port 0] [--start-in-ms 2000] [--quiz true] [--fail-first N] [--pay-window-ms 900000]
 //
 // prints `mock gateway listening on http://127.0.0.1:<port>` and serves until killed.
 // `timeAheadMs` (option) makes /api/v1/time run ahead of the sale's own clock, so a page asks too early
 // and meets 425 not_started. `--fail-first N` refuses the first N correct answers with 403 quiz_failed ("wrong"), to exercise
-// the page's fresh-question path. Also importable: `startMock(options)` returns { url, close, state }.
+// the page's fresh-question path. `notConfirmedFirst: N` answers the first N payments 409
+// order_not_confirmed (Retry-After: 1) whatever the order's status, as a gateway that has not heard
+// of the confirmation yet would; `payFailFirst: N` answers the first N payments 503 overloaded. The
+// returned `setStatus(orderId, status)` changes an order behind the page's back (the sweeper expiring
+// it early, the shop cancelling it). Also importable: `startMock(options)` returns { url, close, state }.
 import { createServer } from 'node:http';
 import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -101,7 +108,8 @@ async function readBody(req, limit = 4096) {
 }
 
 export function startMock({ port = 0, startInMs = 2000, quiz = true, failFirst = 0, id = 'mock-item',
-  bankSize = 16, minMs = 1000, ttlMs = 60000, timeAheadMs = 0 } = {}) {
+  bankSize = 16, minMs = 1000, ttlMs = 60000, timeAheadMs = 0, payWindowMs = 900000, confirmAfterMs = 600,
+  notConfirmedFirst = 0, payFailFirst = 0 } = {}) {
   const now = () => Date.now();
   const campaign = { id, title: 'Mock phone <b>X</b>', price_cents: 19999, stock_total: 5,
     starts_at_ms: now() + startInMs, ends_at_ms: now() + 3600000, quiz, hidden_path: true };
@@ -113,7 +121,12 @@ export function startMock({ port = 0, startInMs = 2000, quiz = true, failFirst =
   const issued = new Map(); // quiz token -> { sub, q, at, used }
   const secrets = new Map(); // sub -> secret path segment
   const orders = new Map(); // order id -> order
-  const state = { failFirst, grabs: [], quizAsks: 0, pathAsks: 0 };
+  const state = { failFirst, notConfirmedFirst, payFailFirst, grabs: [], quizAsks: 0, pathAsks: 0, pays: [] };
+  // The sweeper: an unpaid confirmed order expires 250 ms after its deadline (checked when read).
+  const settle = (o) => {
+    if (o.status === 'confirmed' && now() > o.pay_by_ms + 250) o.status = 'expired';
+    return o;
+  };
   const started = () => now() >= campaign.starts_at_ms;
   const template = readFileSync(join(cdn, 'item.html'), 'utf8');
   const esc = (s) => String(s).replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]);
@@ -193,8 +206,9 @@ export function startMock({ port = 0, startInMs = 2000, quiz = true, failFirst =
         for (const o of orders.values()) if (o.user_id === sub) return err(res, 409, 'already_bought', 'one per buyer');
         if (orders.size >= campaign.stock_total) return err(res, 410, 'sold_out', 'no unit left');
         const order_id = randomBytes(16).toString('hex');
-        orders.set(order_id, { order_id, campaign_id: id, user_id: sub, status: 'queued', created_at_ms: now(), pay_by_ms: now() + 900000 });
-        setTimeout(() => { orders.get(order_id).status = 'confirmed'; }, 600);
+        orders.set(order_id, { order_id, campaign_id: id, user_id: sub, status: 'queued', created_at_ms: now(),
+          pay_by_ms: now() + payWindowMs, price_cents: campaign.price_cents });
+        setTimeout(() => { const q = orders.get(order_id); if (q.status === 'queued') q.status = 'confirmed'; }, confirmAfterMs);
         return sendJson(res, 202, { order_id, status: 'queued' });
       }
       const o = /^\/api\/v1\/orders\/([0-9a-f]{32})$/.exec(p);
@@ -202,6 +216,33 @@ export function startMock({ port = 0, startInMs = 2000, quiz = true, failFirst =
         if (!sub) return err(res, 401, 'unauthorized', 'missing or invalid buyer token');
         const order = orders.get(o[1]);
         if (!order || order.user_id !== sub) return err(res, 404, 'order_not_found', 'no order of yours has this id');
+        return sendJson(res, 200, settle(order));
+      }
+      const pay = /^\/api\/v1\/orders\/([0-9a-f]{32})\/pay$/.exec(p);
+      if (pay) {
+        if (req.method !== 'POST') return err(res, 405, 'method_not_allowed', 'use POST');
+        if (!sub) return err(res, 401, 'unauthorized', 'missing or invalid buyer token');
+        const order = orders.get(pay[1]);
+        if (!order || order.user_id !== sub) return err(res, 404, 'order_not_found', 'no order of yours has this id');
+        settle(order);
+        state.pays.push({ sub, order_id: order.order_id, status_before: order.status, at: now() });
+        if (state.payFailFirst > 0) {
+          state.payFailFirst--;
+          return err(res, 503, 'overloaded', 'the payment provider is busy', { 'Retry-After': '1' });
+        }
+        if (state.notConfirmedFirst > 0 && order.status !== 'paid') {
+          state.notConfirmedFirst--;
+          return err(res, 409, 'order_not_confirmed', 'the order is still being written; try again in a moment', { 'Retry-After': '1' });
+        }
+        if (order.status === 'paid') return sendJson(res, 200, order);
+        if (order.status === 'queued') {
+          return err(res, 409, 'order_not_confirmed', 'the order is still being written; try again in a moment', { 'Retry-After': '1' });
+        }
+        if (order.status === 'expired' || (order.status === 'confirmed' && now() > order.pay_by_ms)) {
+          return err(res, 409, 'order_expired', 'the payment window has closed');
+        }
+        if (order.status !== 'confirmed') return err(res, 409, 'order_cancelled', 'the order was cancelled');
+        order.status = 'paid';
         return sendJson(res, 200, order);
       }
       if (req.method === 'GET' && p === '/admin/v1/campaigns/' + id + '/orders') return sendJson(res, 200, [...orders.values()]);
@@ -213,7 +254,8 @@ export function startMock({ port = 0, startInMs = 2000, quiz = true, failFirst =
   return new Promise((ok) => {
     server.listen(port, '127.0.0.1', () => {
       const url = 'http://127.0.0.1:' + server.address().port;
-      ok({ url, id, state, orders, bank, close: () => new Promise((done) => { server.closeAllConnections(); server.close(done); }) });
+      const setStatus = (orderId, status) => { orders.get(orderId).status = status; };
+      ok({ url, id, state, orders, bank, setStatus, close: () => new Promise((done) => { server.closeAllConnections(); server.close(done); }) });
     });
   });
 }
@@ -222,7 +264,8 @@ if (process.argv[1] === fileURLToPath(import.meta.url)) {
   const a = process.argv.slice(2);
   const opt = (k, d) => { const i = a.indexOf('--' + k); return i >= 0 ? a[i + 1] : d; };
   const m = await startMock({ port: Number(opt('port', 0)), startInMs: Number(opt('start-in-ms', 2000)),
-    quiz: opt('quiz', 'true') === 'true', failFirst: Number(opt('fail-first', 0)) });
+    quiz: opt('quiz', 'true') === 'true', failFirst: Number(opt('fail-first', 0)),
+    payWindowMs: Number(opt('pay-window-ms', 900000)) });
   console.log('mock gateway listening on ' + m.url);
   console.log('buyer page: ' + m.url + '/items/' + m.id + '.html#token=' + buyerToken('alice'));
 }

@@ -148,3 +148,103 @@ test('a question is replaced shortly before it expires', async () => {
     assert.equal(mock.state.grabs.length, 0, 'nothing was sent for the expired question');
   } finally { await browser.close(); await mock.close(); }
 });
+
+test('a buyer sees queued then confirmed, pays with the time left, sees paid; reloads resume', async () => {
+  // The first payment meets 409 order_not_confirmed (Retry-After: 1): the page retries the press itself.
+  const mock = await startMock({ id: 'pay-item', startInMs: 500, notConfirmedFirst: 1 });
+  try {
+    const shot = join(tmp, 'paid.png');
+    const r = await runBuyer(['--url', mock.url, '--campaign', mock.id, '--token', buyerToken('frank'),
+      '--answers', await answersFile(mock), '--screenshot', shot, '--after-grab', 'pay', '--reload', 'true',
+      '--timeout-ms', '40000']);
+    assert.equal(r.code, 0, r.out + r.err);
+    assert.equal(r.json.ok, true, r.out);
+    assert.ok(existsSync(shot) && existsSync(r.json.confirmed_screenshot), r.out);
+    const order = mock.orders.get(r.json.order_id);
+    assert.equal(order.status, 'paid');
+    // Loads: grab (queued, confirmed), reload (confirmed, paid), reload (paid).
+    const h = r.json.status_history;
+    assert.equal(h.length, 3, JSON.stringify(h));
+    assert.deepEqual(h[0], ['queued', 'confirmed'], JSON.stringify(h));
+    assert.deepEqual(h[1], ['confirmed', 'paid'], JSON.stringify(h));
+    assert.deepEqual(h[2], ['paid'], JSON.stringify(h));
+    // 900 s to pay, counted down on the server's clock.
+    assert.match(r.json.pay_time_left, /^1[45]:\d\d$/);
+    assert.notEqual(r.json.pay_time_left_later, r.json.pay_time_left);
+    assert.match(r.json.pay_time_left_after_reload, /^1[45]:\d\d$/);
+    assert.equal(r.json.pay_button_text, 'Pay 199.99');
+    assert.match(r.json.confirmed_text, new RegExp('Order ' + r.json.order_id + ' is confirmed\\. Pay by '));
+    assert.match(r.json.paid_text, /is paid/);
+    assert.match(r.json.paid_text_after_reload, /is paid/);
+    assert.deepEqual(mock.state.pays.map((p) => p.status_before), ['confirmed', 'confirmed'], 'one press, one retry');
+    assert.ok(r.json.order_responses.includes('POST 409 order_not_confirmed'), r.out);
+    assert.ok(r.json.order_responses.includes('POST 200 paid'), r.out);
+  } finally { await mock.close(); }
+});
+
+test('an unpaid order shows Pay with the time left, then expired; the page never pays', async () => {
+  const mock = await startMock({ id: 'unpaid-item', startInMs: 300, quiz: false, payWindowMs: 6000 });
+  try {
+    const r = await runBuyer(['--url', mock.url, '--campaign', mock.id, '--token', buyerToken('gina'),
+      '--screenshot', join(tmp, 'expired.png'), '--after-grab', 'expire', '--reload', 'true']);
+    assert.equal(r.code, 0, r.out + r.err);
+    assert.equal(mock.orders.get(r.json.order_id).status, 'expired');
+    assert.equal(mock.state.pays.length, 0, 'no payment was sent');
+    assert.match(r.json.pay_time_left, /^0:0[1-6]$/);
+    assert.deepEqual(r.json.status_history[0], ['queued', 'confirmed'], r.out);
+    assert.deepEqual(r.json.status_history[1], ['confirmed', 'expired'], r.out);
+    // The page waited for the shop's verdict rather than deciding by its own clock.
+    assert.ok(r.json.order_responses.includes('GET 200 expired'), r.out);
+    assert.match(r.json.expired_text, /expired: it was not paid in time/);
+  } finally { await mock.close(); }
+});
+
+test('payment refusals: busy then paid, expired by the shop, cancelled by the shop', async () => {
+  const { chromium } = await import('playwright-core');
+  const mock = await startMock({ id: 'refusal-item', startInMs: 0, quiz: false, payFailFirst: 1 });
+  const browser = await chromium.launch({ executablePath: process.env.SECKILL_CHROMIUM || '/usr/bin/chromium', args: ['--no-sandbox'] });
+  const problems = [];
+  // A buyer in a fresh context, grabbed and confirmed, with Pay offered; returns the page and order id.
+  const confirmedBuyer = async (sub) => {
+    const page = await (await browser.newContext()).newPage();
+    page.on('pageerror', (e) => problems.push(String(e)));
+    await page.goto(mock.url + '/items/' + mock.id + '.html#token=' + buyerToken(sub));
+    await page.waitForFunction(() => !document.getElementById('grab').disabled, null, { timeout: 10000 });
+    await page.click('#grab');
+    await page.waitForSelector('#result[data-order-status="confirmed"]', { state: 'attached', timeout: 10000 });
+    await page.waitForSelector('#pay-button:enabled', { timeout: 5000 });
+    return { page, id: await page.getAttribute('#result', 'data-order-id') };
+  };
+  try {
+    // 503: the page says so, keeps Pay (disabled for a moment), and the second press pays.
+    const busy = await confirmedBuyer('hank');
+    await busy.page.click('#pay-button');
+    await busy.page.waitForFunction(() => /very busy.*Paying again is safe/.test(document.getElementById('pay-note').textContent),
+      null, { timeout: 5000 });
+    assert.equal(await busy.page.getAttribute('#result', 'data-order-status'), 'confirmed');
+    await busy.page.waitForSelector('#pay-button:enabled', { timeout: 5000 });
+    await busy.page.click('#pay-button');
+    await busy.page.waitForSelector('#result[data-order-status="paid"]', { state: 'attached', timeout: 5000 });
+    assert.equal(mock.orders.get(busy.id).status, 'paid');
+    assert.equal(await busy.page.isHidden('#pay'), true);
+
+    // The shop expired the order although the page's clock still shows time left: 409 order_expired.
+    const late = await confirmedBuyer('ivy');
+    mock.setStatus(late.id, 'expired');
+    await late.page.click('#pay-button');
+    await late.page.waitForSelector('#result[data-order-status="expired"]', { state: 'attached', timeout: 5000 });
+    assert.match(await late.page.textContent('#result'), /expired: it was not paid in time/);
+    assert.equal(await late.page.isHidden('#pay'), true);
+
+    // The shop cancelled it: 409 order_cancelled.
+    const gone = await confirmedBuyer('jack');
+    mock.setStatus(gone.id, 'cancelled');
+    await gone.page.click('#pay-button');
+    await gone.page.waitForSelector('#result[data-order-status="cancelled"]', { state: 'attached', timeout: 5000 });
+    assert.match(await gone.page.textContent('#result'), /was cancelled/);
+    assert.equal(await gone.page.isHidden('#pay'), true);
+
+    assert.deepEqual(mock.state.pays.map((p) => p.sub), ['hank', 'hank', 'ivy', 'jack']);
+    assert.deepEqual(problems, []);
+  } finally { await browser.close(); await mock.close(); }
+});

@@ -1,183 +1,78 @@
 //! Operator endpoints, all behind the admin bearer token.
 
+use crate::api;
 use crate::app::App;
 use crate::error::{ApiError, Code};
-use crate::registry::CAMPAIGNS_MAX;
+use crate::usecase::campaigns::{self, Action};
 use crate::web::{self, Resp};
-use engine::ports::StoreError;
-use engine::{Campaign, CampaignId, CampaignSpec, Control, OrderStatus, UserId};
+use engine::{CampaignSpec, UserId};
 use hyper::StatusCode;
 use serde::Deserialize;
-use std::sync::atomic::Ordering;
-use std::time::Duration;
 
 /// Most tokens one `POST /admin/v1/tokens` call issues.
 pub const TOKENS_PER_CALL_MAX: usize = 10_000;
 
 pub async fn create(app: &App, headers: &http::HeaderMap, body: &[u8]) -> Result<Resp, ApiError> {
     let spec: CampaignSpec = web::parse_json(headers, body, false)?;
-    let fallback = CampaignId::parse(&format!(
-        "c{:x}{:04x}",
-        app.clock.now_ms(),
-        rand::random::<u16>()
-    ))
-    .map_err(|_| ApiError::internal())?;
-    let campaign = spec
-        .validate(fallback)
-        .map_err(|e| ApiError::bad_request(e.to_string()))?;
-    let id = campaign.id.clone();
-    create_campaign(app, campaign).await?;
-    tracing::info!(campaign = %id, "campaign created");
-    let live = super::campaign(app, id.as_str())?;
-    let view = admin_view(app, &live, app.clock.now_ms()).await;
+    let view = campaigns::create(app, spec).await?;
     Ok(web::json(StatusCode::CREATED, &view))
 }
 
-/// Makes a campaign durable, loads its stock, then makes it visible, in
-/// that order, so no grab can see a campaign whose stock is not loaded.
-pub async fn create_campaign(app: &App, campaign: Campaign) -> Result<(), ApiError> {
-    if app.registry.get(&campaign.id).is_some() {
-        return Err(exists(&campaign.id));
-    }
-    // Every gateway must be able to hold every campaign: in production the
-    // count that matters is the shared store's, not this gateway's.
-    let count = if app.shared_ledger {
-        app.store.campaigns().await?.len()
-    } else {
-        app.registry.len()
-    };
-    if count >= CAMPAIGNS_MAX {
-        return Err(too_many_campaigns());
-    }
-    app.store
-        .insert_campaign(&campaign)
-        .await
-        .map_err(|e| match e {
-            StoreError::Conflict(_) => exists(&campaign.id),
-            e => e.into(),
-        })?;
-    app.ledger
-        .load(&campaign.id, campaign.stock_total, campaign.stock_buckets)
-        .await?;
-    app.registry.insert(campaign).map_err(|e| {
-        tracing::error!(error = %e, "created campaign not served by this gateway");
-        too_many_campaigns()
-    })?;
-    Ok(())
-}
-
-fn too_many_campaigns() -> ApiError {
-    ApiError::new(
-        Code::TooManyCampaigns,
-        format!("the engine holds at most {CAMPAIGNS_MAX} campaigns"),
-    )
-}
-
-fn exists(id: &CampaignId) -> ApiError {
-    ApiError::new(
-        Code::CampaignExists,
-        format!("a campaign with id {id} already exists"),
-    )
-}
-
-/// The operators' view: the buyers' one (read fresh), plus the fields
-/// buyers need not see.
-async fn admin_view(
+/// `POST /admin/v1/campaigns/validate[?expected_buyers=N]`: a dry run of a
+/// create; 200 with the findings (a body that is not a campaign spec at
+/// all is a 400, as for a create).
+pub async fn validate(
     app: &App,
-    live: &crate::registry::LiveCampaign,
-    now: u64,
-) -> serde_json::Value {
-    let mut view = super::campaign_view(app, live, now, true).await;
-    let c = live.get();
-    view["control"] = serde_json::json!(c.control);
-    view["load_test"] = serde_json::json!(c.load_test);
-    view["quiz_questions"] = serde_json::json!(c.quiz_questions);
-    view
-}
-
-pub async fn list(app: &App) -> Result<Resp, ApiError> {
-    let now = app.clock.now_ms();
-    let mut out = Vec::new();
-    for live in app.registry.all() {
-        out.push(admin_view(app, &live, now).await);
-    }
-    Ok(web::json(StatusCode::OK, &out))
-}
-
-pub async fn preload(app: &App, id: &str) -> Result<Resp, ApiError> {
-    let live = super::campaign(app, id)?;
-    let c = live.get();
-    // Every campaign is loaded when it is created; one whose ledger data is
-    // gone (Redis lost it, fully or in part) may have orders anywhere: in the
-    // store, in the log, in a gateway's producer. Loading full stock over it
-    // would sell units twice, so only reconciliation, which rebuilds it from
-    // the durable orders once nothing is in flight, may load it again.
-    let snap = app.ledger.snapshot(&c.id).await?;
-    if snap.is_none() {
-        return Err(ApiError::new(
-            Code::NeedsReconcile,
-            "the stock ledger does not hold this campaign (lost, or never loaded); \
-             only `seckill reconcile --repair` may load it, from the durable orders",
-        ));
-    }
-    let newly_loaded = false;
-    let quiz_images = if c.quiz {
-        Some(render_bank(app, &c).await?)
-    } else {
-        None
+    headers: &http::HeaderMap,
+    body: &[u8],
+    query: Option<&str>,
+) -> Result<Resp, ApiError> {
+    let spec: CampaignSpec = web::parse_json(headers, body, false)?;
+    let expected_buyers = match query_param(query, "expected_buyers") {
+        None => None,
+        Some(v) => Some(v.parse::<u64>().map_err(|_| {
+            ApiError::bad_request(format!(
+                "expected_buyers must be a non-negative integer, not {v:?}"
+            ))
+        })?),
     };
-    let page = crate::pages::render_item(c.id.as_str(), &c.title, c.price_cents, c.stock_total);
-    let dir = app.cdn_dir.clone();
-    let id = c.id.to_string();
-    let written = tokio::task::spawn_blocking(move || crate::pages::publish(&dir, &id, &page))
-        .await
-        .map_err(|_| ApiError::internal())?
-        .map_err(|e| {
-            tracing::error!(error = %e, "writing the static page");
-            ApiError::unavailable(format!("could not write the static page: {e}"))
-        })?;
-    Ok(web::json(
-        StatusCode::OK,
-        &serde_json::json!({
-            "campaign_id": c.id,
-            "ledger_newly_loaded": newly_loaded,
-            "stock_total": c.stock_total,
-            "remaining": snap.map(|s| s.remaining),
-            "page": format!("/items/{}.html", c.id),
-            "static_page_file": written.display().to_string(),
-            "quiz_images": quiz_images,
-        }),
+    let report = campaigns::validate(app, spec, expected_buyers).await?;
+    Ok(web::with_cache(
+        web::json(StatusCode::OK, &report),
+        "no-store",
     ))
 }
 
-/// Draws the campaign's quiz bank into the CDN folder (in parallel; files
-/// already there are kept). A large bank may take longer than a request
-/// should: the preload waits at most `PRELOAD_RENDER_WAIT` (and half the
-/// request timeout), then reports `complete: false` with the progress while
-/// the render goes on; a repeated preload joins the running render. Images
-/// not drawn yet are drawn on demand when a buyer asks for them.
-async fn render_bank(app: &App, c: &engine::Campaign) -> Result<serde_json::Value, ApiError> {
-    let wait = PRELOAD_RENDER_WAIT.min(Duration::from_millis(app.limits.request_timeout_ms / 2));
-    let status = app
-        .gate
-        .render(c)
-        .wait(wait)
-        .await
-        .map_err(|e| ApiError::unavailable(format!("could not write the quiz images: {e}")))?;
-    let mut v = serde_json::to_value(&status).map_err(|_| ApiError::internal())?;
-    v["dir"] = app.gate.image_dir.display().to_string().into();
-    v["threads"] = app.gate.render_threads().into();
-    Ok(v)
+/// The value of `name` in a query string (the first, not percent-decoded:
+/// the admin API's parameters are plain words and numbers).
+fn query_param<'q>(query: Option<&'q str>, name: &str) -> Option<&'q str> {
+    query?
+        .split('&')
+        .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
 }
 
-/// How long a preload waits for its quiz bank before it answers with the
-/// render's progress.
-const PRELOAD_RENDER_WAIT: Duration = Duration::from_secs(10);
+pub async fn list(app: &App) -> Result<Resp, ApiError> {
+    Ok(web::json(StatusCode::OK, &campaigns::list(app).await))
+}
+
+/// `POST /admin/v1/campaigns/{id}/preload[?wait_ms=N]`: `wait_ms` bounds
+/// how long the answer waits for the quiz bank (a CLI drawing a progress
+/// bar asks often); at most `PRELOAD_RENDER_WAIT`.
+pub async fn preload(app: &App, id: &str, query: Option<&str>) -> Result<Resp, ApiError> {
+    let wait = match query_param(query, "wait_ms") {
+        None => None,
+        Some(v) => Some(std::time::Duration::from_millis(v.parse::<u64>().map_err(
+            |_| ApiError::bad_request(format!("wait_ms must be a non-negative integer, not {v:?}")),
+        )?)),
+    };
+    let report = campaigns::preload(app, id, wait).await?;
+    Ok(web::json(StatusCode::OK, &report))
+}
 
 /// `GET /admin/v1/campaigns/{id}/quiz-answers`: every question's image URL
 /// and answer, for load generators; only for `load_test` campaigns.
 pub fn quiz_answers(app: &App, id: &str) -> Result<Resp, ApiError> {
-    let live = super::campaign(app, id)?;
+    let live = campaigns::find(app, id)?;
     let c = live.get();
     if !c.load_test {
         return Err(ApiError::new(
@@ -198,95 +93,47 @@ pub fn quiz_answers(app: &App, id: &str) -> Result<Resp, ApiError> {
 }
 
 /// `pause`, `resume` and `stop`. Stop is final.
-pub async fn control(app: &App, id: &str, action: &str) -> Result<Resp, ApiError> {
-    let live = super::campaign(app, id)?;
-    let mut c = (*live.get()).clone();
-    if c.control == Control::Stopped {
-        return Err(ApiError::new(
-            Code::CampaignStopped,
-            "a stopped campaign cannot be changed",
-        ));
-    }
-    c.control = match action {
-        "pause" => Control::Paused,
-        "resume" => Control::Active,
-        _ => Control::Stopped,
-    };
-    app.store.set_control(&c.id, c.control).await?;
-    tracing::info!(campaign = %c.id, action, "campaign control changed");
-    live.set(c);
-    let view = admin_view(app, &live, app.clock.now_ms()).await;
+pub async fn control(app: &App, id: &str, action: Action) -> Result<Resp, ApiError> {
+    let view = campaigns::control(app, id, action).await?;
     Ok(web::json(StatusCode::OK, &view))
 }
 
 pub async fn stats(app: &App, id: &str) -> Result<Resp, ApiError> {
-    let live = super::campaign(app, id)?;
-    let c = live.get();
-    let snap = app.ledger.snapshot(&c.id).await?;
-    let by_status = app.store.count_by_status(&c.id).await?;
-    let count = |s: OrderStatus| {
-        by_status
-            .iter()
-            .filter(|(st, _)| *st == s)
-            .map(|(_, n)| *n)
-            .sum::<u64>()
-    };
-    let persisted: u64 = by_status.iter().map(|(_, n)| n).sum();
-    let logged = live.counters.logged.load(Ordering::Relaxed);
-    // Shared ledger: units held campaign-wide; embedded: durable orders.
-    let sold = if app.shared_ledger {
-        snap.map_or(logged, |s| s.reserved)
-    } else {
-        logged
-    };
-    let rejected: serde_json::Map<String, serde_json::Value> = live
-        .counters
-        .rejected()
-        .into_iter()
-        .map(|(code, n)| (code.to_string(), n.into()))
-        .collect();
-    Ok(web::json(
-        StatusCode::OK,
-        &serde_json::json!({
-            "campaign_id": c.id,
-            "stock_total": c.stock_total,
-            "reserved": snap.map(|s| s.reserved),
-            "sold": sold,
-            "remaining": snap.map(|s| s.remaining),
-            "orders_queued": sold.saturating_sub(persisted),
-            "orders_persisted": persisted,
-            "orders_paid": count(OrderStatus::Paid),
-            "orders_expired": count(OrderStatus::Expired),
-            "store_sold": app.store.sold(&c.id).await?,
-            "orders_dead_lettered": app.store.dead_letters(Some(&c.id)).await?,
-            // Including records that did not decode, which name no campaign.
-            "dead_letters_total": app.store.dead_letters(None).await?,
-            "rejected": rejected,
-            // This gateway's requests naming the campaign, over the hot window.
-            "requests_per_s": per_s_rounded(app.hot.rate_per_s(&c.id, app.clock.now_ms())),
-        }),
+    let stats = campaigns::stats(app, id).await?;
+    Ok(web::with_cache(
+        web::json(StatusCode::OK, &stats),
+        "no-store",
     ))
 }
 
-fn per_s_rounded(rate: f64) -> f64 {
-    (rate * 10.0).round() / 10.0
+/// `GET /admin/v1/campaigns/{id}/reconcile`: the read-only check.
+pub async fn reconcile(app: &App, id: &str) -> Result<Resp, ApiError> {
+    let check = crate::usecase::reconcile::check(app, id).await?;
+    Ok(web::with_cache(
+        web::json(StatusCode::OK, &check),
+        "no-store",
+    ))
 }
 
 /// `GET /admin/v1/hot`: the campaigns this gateway finds hot (see
 /// `crate::hot`), fastest first, as of the last upkeep tick.
 pub fn hot(app: &App) -> Resp {
-    let items: Vec<serde_json::Value> = app
+    let items = app
         .hot
         .hot()
         .into_iter()
-        .map(|(id, rate)| {
-            serde_json::json!({ "campaign_id": id, "requests_per_s": per_s_rounded(rate) })
+        .map(|(campaign_id, rate)| api::HotItem {
+            campaign_id,
+            requests_per_s: campaigns::per_s_rounded(rate),
         })
         .collect();
     web::with_cache(
         web::json(
             StatusCode::OK,
-            &serde_json::json!({ "window_ms": app.hot.window_ms(), "items": items }),
+            &api::HotList {
+                window_ms: app.hot.window_ms(),
+                items,
+            },
         ),
         "no-store",
     )
@@ -318,14 +165,17 @@ pub fn tokens(app: &App, headers: &http::HeaderMap, body: &[u8]) -> Result<Resp,
         )));
     }
     let now = app.clock.now_ms();
-    let mut tokens = serde_json::Map::new();
+    let mut tokens = std::collections::BTreeMap::new();
     for u in req.user_ids {
         let t = app.auth.issue(&u, now, ttl_s)?;
-        tokens.insert(u.as_str().to_string(), t.into());
+        tokens.insert(u.as_str().to_string(), t);
     }
     Ok(web::json(
         StatusCode::OK,
-        &serde_json::json!({ "tokens": tokens, "expires_at_ms": now + ttl_s * 1000 }),
+        &api::Tokens {
+            tokens,
+            expires_at_ms: now + ttl_s * 1000,
+        },
     ))
 }
 
@@ -333,10 +183,8 @@ pub fn tokens(app: &App, headers: &http::HeaderMap, body: &[u8]) -> Result<Resp,
 /// page (in order-id order) so a campaign of millions of orders never sits
 /// in memory at once.
 pub async fn orders(app: &App, id: &str, query: Option<&str>) -> Result<Resp, ApiError> {
-    let live = super::campaign(app, id)?;
-    let format = query
-        .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("format=")))
-        .unwrap_or("json");
+    let live = campaigns::find(app, id)?;
+    let format = query_param(query, "format").unwrap_or("json");
     let csv = match format {
         "csv" => true,
         "json" => false,
@@ -371,7 +219,10 @@ pub async fn orders(app: &App, id: &str, query: Option<&str>) -> Result<Resp, Ap
                     if rows > 0 {
                         out.push(',');
                     }
-                    out.push_str(&json_row(o).to_string());
+                    match serde_json::to_string(&api::ExportRow::new(o)) {
+                        Ok(row) => out.push_str(&row),
+                        Err(e) => tracing::error!(error = %e, "export row not serialisable"),
+                    }
                 }
                 rows += 1;
             }
@@ -422,19 +273,6 @@ fn csv_row(o: &engine::Order) -> String {
         r.created_at_ms,
         r.pay_by_ms
     )
-}
-
-fn json_row(o: &engine::Order) -> serde_json::Value {
-    serde_json::json!({
-        "order_id": o.record.order_id,
-        "campaign_id": o.record.campaign_id,
-        "user_id": o.record.user_id,
-        "n": o.record.n,
-        "price_cents": o.record.price_cents,
-        "status": o.status,
-        "created_at_ms": o.record.created_at_ms,
-        "pay_by_ms": o.record.pay_by_ms,
-    })
 }
 
 /// Quotes a CSV field when it holds a separator or quote (user ids may).

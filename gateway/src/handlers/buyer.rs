@@ -5,10 +5,11 @@
 //! sold-out flag), the in-flight cap, then one atomic ledger reservation and
 //! a durable log append before the 202.
 
+use crate::api;
 use crate::app::{mono_ms, App};
 use crate::error::{ApiError, Code};
+use crate::usecase::{campaigns, payment};
 use crate::web::{self, Resp};
-use engine::ports::{StatusChange, StoreError};
 use engine::{OrderId, OrderRecord, OrderStatus};
 use http::header::AUTHORIZATION;
 use hyper::body::Incoming;
@@ -19,15 +20,17 @@ pub fn time(app: &App) -> Resp {
     web::with_cache(
         web::json(
             StatusCode::OK,
-            &serde_json::json!({ "now_ms": app.clock.now_ms() }),
+            &api::ServerTime {
+                now_ms: app.clock.now_ms(),
+            },
         ),
         "no-store",
     )
 }
 
 pub async fn campaign(app: &App, id: &str) -> Result<Resp, ApiError> {
-    let live = super::campaign(app, id)?;
-    let view = super::campaign_view(app, &live, app.clock.now_ms(), false).await;
+    let live = campaigns::find(app, id)?;
+    let view = campaigns::view(app, &live, app.clock.now_ms(), false).await;
     Ok(web::with_cache(
         web::json(StatusCode::OK, &view),
         "public, max-age=1",
@@ -44,7 +47,10 @@ pub async fn grab(
     let order_id = crate::funnel::grab(app, id, path_sig, req).await?;
     Ok(web::json(
         StatusCode::ACCEPTED,
-        &serde_json::json!({ "order_id": order_id, "status": "queued" }),
+        &api::GrabAccepted {
+            order_id,
+            status: OrderStatus::Queued,
+        },
     ))
 }
 
@@ -56,7 +62,7 @@ fn open_for(
     id: &str,
     headers: &http::HeaderMap,
 ) -> Result<(Arc<engine::Campaign>, engine::UserId, u64), ApiError> {
-    let live = super::campaign(app, id)?;
+    let live = campaigns::find(app, id)?;
     let c = live.get();
     let now = app.clock.now_ms();
     engine::admit(&c, app.ledger.sold_out_hint(&c.id), now)?;
@@ -75,7 +81,9 @@ pub fn grab_path(app: &App, id: &str, headers: &http::HeaderMap) -> Result<Resp,
     Ok(web::with_cache(
         web::json(
             StatusCode::OK,
-            &serde_json::json!({ "grab_path": app.gate.grab_path(&c, &user) }),
+            &api::GrabPath {
+                grab_path: app.gate.grab_path(&c, &user),
+            },
         ),
         "private, no-store",
     ))
@@ -83,7 +91,7 @@ pub fn grab_path(app: &App, id: &str, headers: &http::HeaderMap) -> Result<Resp,
 
 /// `GET /api/v1/campaigns/{id}/quiz`: one question and its signed token.
 pub fn quiz(app: &App, id: &str, headers: &http::HeaderMap) -> Result<Resp, ApiError> {
-    let live = super::campaign(app, id)?;
+    let live = campaigns::find(app, id)?;
     if !live.get().quiz {
         return Err(ApiError::not_found("this sale asks no question"));
     }
@@ -92,12 +100,12 @@ pub fn quiz(app: &App, id: &str, headers: &http::HeaderMap) -> Result<Resp, ApiE
     Ok(web::with_cache(
         web::json(
             StatusCode::OK,
-            &serde_json::json!({
-                "quiz_token": token,
-                "image_url": image_url,
-                "min_answer_ms": app.gate.settings.min_answer_ms,
-                "expires_in_ms": app.gate.settings.token_ttl_ms,
-            }),
+            &api::QuizQuestion {
+                quiz_token: token,
+                image_url,
+                min_answer_ms: app.gate.settings.min_answer_ms,
+                expires_in_ms: app.gate.settings.token_ttl_ms,
+            },
         ),
         "private, no-store",
     ))
@@ -180,8 +188,15 @@ async fn owned_order(
     let not_found = || ApiError::new(Code::OrderNotFound, "no order of yours has this id");
     let id = OrderId::parse(id).map_err(|_| not_found())?;
     let now = mono_ms();
+    // Past its deadline a confirmed order is about to expire (a sweeper
+    // decides, within its period): ask the store until it says so.
+    let overdue = |o: &crate::orders::IndexedOrder| {
+        o.status == OrderStatus::Confirmed && app.clock.now_ms() > o.record.pay_by_ms
+    };
     let (record, status) = match app.orders.get(&id) {
-        Some(o) if o.status.is_terminal() || !app.orders.due_for_recheck(&id, now) => {
+        Some(o)
+            if o.status.is_terminal() || !(overdue(&o) || app.orders.due_for_recheck(&id, now)) =>
+        {
             (o.record, o.status)
         }
         indexed => match app.store.order(&id).await {
@@ -213,78 +228,18 @@ async fn owned_order(
     Ok((record, status))
 }
 
-fn order_json(record: &OrderRecord, status: OrderStatus) -> Resp {
-    web::with_cache(
-        web::json(
-            StatusCode::OK,
-            &serde_json::json!({
-                "order_id": record.order_id,
-                "campaign_id": record.campaign_id,
-                "user_id": record.user_id,
-                "status": status,
-                "created_at_ms": record.created_at_ms,
-                "pay_by_ms": record.pay_by_ms,
-                "price_cents": record.price_cents,
-            }),
-        ),
-        "no-store",
-    )
+fn order_json(view: &api::OrderView) -> Resp {
+    web::with_cache(web::json(StatusCode::OK, view), "no-store")
 }
 
 pub async fn order(app: &App, id: &str, headers: &http::HeaderMap) -> Result<Resp, ApiError> {
     let (record, status) = owned_order(app, id, headers).await?;
-    Ok(order_json(&record, status))
+    Ok(order_json(&api::OrderView::new(&record, status)))
 }
 
-/// Why an order cannot be paid, as a 409 with a stable code.
-fn not_payable(status: OrderStatus) -> ApiError {
-    let (code, message) = match status {
-        OrderStatus::Queued => (
-            Code::OrderNotConfirmed,
-            "the order is still being written; try again in a moment",
-        ),
-        OrderStatus::Expired => (Code::OrderExpired, "the payment window has closed"),
-        _ => (Code::OrderCancelled, "the order was cancelled"),
-    };
-    let e = ApiError::new(code, message);
-    if status == OrderStatus::Queued {
-        e.retry_after(1)
-    } else {
-        e
-    }
-}
-
-/// The mock payment provider: pays a confirmed order; idempotent.
+/// The mock payment provider: pays the buyer's confirmed order
+/// (`usecase::payment`); idempotent.
 pub async fn pay(app: &App, id: &str, headers: &http::HeaderMap) -> Result<Resp, ApiError> {
     let (record, status) = owned_order(app, id, headers).await?;
-    match status {
-        OrderStatus::Paid => return Ok(order_json(&record, status)),
-        OrderStatus::Confirmed => {}
-        other => return Err(not_payable(other)),
-    }
-    if app.clock.now_ms() > record.pay_by_ms {
-        return Err(ApiError::new(
-            Code::OrderExpired,
-            "the payment window has closed",
-        ));
-    }
-    match app
-        .store
-        .set_status(&record.order_id, OrderStatus::Paid)
-        .await
-    {
-        Ok(StatusChange::Changed | StatusChange::Unchanged) => {
-            app.orders.advance(&record.order_id, OrderStatus::Paid);
-            Ok(order_json(&record, OrderStatus::Paid))
-        }
-        Ok(StatusChange::Refused { current }) => {
-            app.orders.advance(&record.order_id, current);
-            Err(not_payable(current))
-        }
-        Err(StoreError::NotFound(_)) => Err(not_payable(OrderStatus::Queued)),
-        Err(e) => {
-            tracing::warn!(error = %e, "paying an order failed");
-            Err(ApiError::unavailable("the order store is unavailable"))
-        }
-    }
+    Ok(order_json(&payment::pay(app, &record, status).await?))
 }

@@ -125,6 +125,27 @@ pub async fn metrics(app: &App) -> Resp {
     for (stage, code, n) in app.funnel.seen() {
         refused.with_label_values(&[stage, code]).inc_by(n);
     }
+    let expiry = &app.expiry;
+    scrape.total(
+        "seckill_orders_expired_total",
+        "Unpaid orders this process's expiry sweeper moved to expired.",
+        expiry.expired.load(Ordering::Relaxed),
+    );
+    scrape.total(
+        "seckill_units_released_total",
+        "Units this process's expiry sweeper gave back to the stock ledger.",
+        expiry.released.load(Ordering::Relaxed),
+    );
+    scrape.total(
+        "seckill_expiry_sweeps_total",
+        "Expiry sweeps run by this process.",
+        expiry.sweeps.load(Ordering::Relaxed),
+    );
+    scrape.total(
+        "seckill_expiry_sweep_failures_total",
+        "Expiry sweeps that stopped on a store or ledger error (retried next tick).",
+        expiry.failures.load(Ordering::Relaxed),
+    );
     app.rate.metrics(&scrape);
     app.hot.metrics(&scrape);
     crate::shed::metrics(&scrape);

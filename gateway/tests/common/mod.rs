@@ -3,6 +3,7 @@
 #![allow(dead_code)] // each test binary uses a different subset
 
 pub mod browser;
+pub mod expiry;
 pub mod prod;
 
 use bytes::Bytes;

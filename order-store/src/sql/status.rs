@@ -35,6 +35,16 @@ pub(crate) fn compare_and_set(to: OrderStatus) -> Option<(String, Vec<&'static s
     Some((sql, sources))
 }
 
+/// The campaign of a stored order (read before a releasing change, which
+/// locks the campaign's row first, in the same order as batches do).
+pub(crate) const CAMPAIGN_OF_ORDER_SQL: &str = "SELECT campaign_id FROM orders WHERE order_id = ?";
+
+/// Lowers a campaign's `sold` by the unit an order released, in the
+/// transaction of the compare-and-set that released it (`sold` counts the
+/// units of active orders; the schema's `CHECK (sold >= 0)` refuses a
+/// counter that would go below zero).
+pub(crate) const LOWER_SOLD_SQL: &str = "UPDATE campaigns SET sold = sold - 1 WHERE id = ?";
+
 /// Reads the current status after a compare-and-set that matched no row.
 pub(crate) const CURRENT_STATUS_SQL: &str = "SELECT status FROM orders WHERE order_id = ?";
 

@@ -175,6 +175,92 @@ macro_rules! impl_sql_store {
                 get_u64(&row, "sold")
             }
 
+            async fn due_for_expiry(
+                &self,
+                now_ms: u64,
+                limit: u32,
+            ) -> Result<Vec<engine::Order>, engine::ports::StoreError> {
+                use $crate::sql::rows;
+                let sql = format!(
+                    "SELECT {} FROM orders WHERE status = 'confirmed' AND released_at_ms IS NULL \
+                     AND pay_by_ms < ? ORDER BY pay_by_ms, order_id LIMIT ?",
+                    rows::ORDER_COLUMNS
+                );
+                let found = sqlx::query(&sql)
+                    .bind(rows::to_i64(now_ms, "now_ms")?)
+                    .bind(i64::from(limit))
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(|e| rows::db_err("listing orders due for expiry", e))?;
+                found.iter().map(rows::order_from_row).collect()
+            }
+
+            async fn unreleased(
+                &self,
+                limit: u32,
+            ) -> Result<Vec<engine::Order>, engine::ports::StoreError> {
+                use $crate::sql::rows;
+                let sql = format!(
+                    "SELECT {} FROM orders WHERE status IN ('expired', 'cancelled') \
+                     AND released_at_ms IS NULL ORDER BY pay_by_ms, order_id LIMIT ?",
+                    rows::ORDER_COLUMNS
+                );
+                let found = sqlx::query(&sql)
+                    .bind(i64::from(limit))
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(|e| rows::db_err("listing unreleased orders", e))?;
+                found.iter().map(rows::order_from_row).collect()
+            }
+
+            async fn mark_released(
+                &self,
+                order: &engine::OrderId,
+            ) -> Result<(), engine::ports::StoreError> {
+                use $crate::sql::rows;
+                // Both drivers report rows matched, so a repeat counts 1 too.
+                let done = sqlx::query(
+                    "UPDATE orders SET released_at_ms = COALESCE(released_at_ms, ?) \
+                     WHERE order_id = ? AND status IN ('expired', 'cancelled')",
+                )
+                .bind($crate::sql::batch::wall_clock_ms())
+                .bind(order.as_str())
+                .execute(&self.pool)
+                .await
+                .map_err(|e| rows::db_err("marking an order released", e))?;
+                if done.rows_affected() == 1 {
+                    return Ok(());
+                }
+                let row = sqlx::query($crate::sql::status::CURRENT_STATUS_SQL)
+                    .bind(order.as_str())
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(|e| rows::db_err("reading an order status", e))?;
+                match row.as_ref().map(rows::status_from_row).transpose()? {
+                    None => Err(engine::ports::StoreError::NotFound(format!("order {order}"))),
+                    Some(s) => Err(engine::ports::StoreError::Invariant(format!(
+                        "order {order} is {}: its unit is still held, not released",
+                        s.as_str()
+                    ))),
+                }
+            }
+
+            async fn released(
+                &self,
+                campaign: &engine::CampaignId,
+            ) -> Result<u64, engine::ports::StoreError> {
+                use $crate::sql::rows;
+                let row = sqlx::query(
+                    "SELECT COUNT(*) AS count FROM orders \
+                     WHERE campaign_id = ? AND released_at_ms IS NOT NULL",
+                )
+                .bind(campaign.as_str())
+                .fetch_one(&self.pool)
+                .await
+                .map_err(|e| rows::db_err("counting released orders", e))?;
+                rows::get_u64(&row, "count")
+            }
+
             async fn record_dead_letter(
                 &self,
                 source: &str,

@@ -152,6 +152,18 @@ impl OrderStore for FakeStore {
     ) -> Result<engine::ports::StatusChange, StoreError> {
         Err(unused())
     }
+    async fn due_for_expiry(&self, _: u64, _: u32) -> Result<Vec<Order>, StoreError> {
+        Err(unused())
+    }
+    async fn unreleased(&self, _: u32) -> Result<Vec<Order>, StoreError> {
+        Err(unused())
+    }
+    async fn mark_released(&self, _: &OrderId) -> Result<(), StoreError> {
+        Err(unused())
+    }
+    async fn released(&self, _: &CampaignId) -> Result<u64, StoreError> {
+        Err(unused())
+    }
     async fn record_dead_letter(
         &self,
         _: &str,

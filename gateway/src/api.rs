@@ -1,0 +1,264 @@
+//! The response bodies of the HTTP contract (`../shared/API.md`), typed.
+//! Handlers serialise them, the operator CLI and the tests deserialise
+//! them: one definition of every field.
+
+use engine::{CampaignId, CampaignState, Control, OrderId, OrderStatus, UserId};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// `GET /api/v1/time`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ServerTime {
+    pub now_ms: u64,
+}
+
+/// `GET /api/v1/campaigns/{id}`: what buyers see.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CampaignView {
+    pub id: CampaignId,
+    pub title: String,
+    pub price_cents: u64,
+    pub stock_total: u64,
+    pub starts_at_ms: u64,
+    pub ends_at_ms: u64,
+    pub state: CampaignState,
+    /// Units left, possibly a second old; `null` when the ledger cannot say.
+    pub remaining_hint: Option<u64>,
+    pub quiz: bool,
+    pub hidden_path: bool,
+    pub per_user_limit: u32,
+    pub payment_window_s: u32,
+    pub stock_buckets: Option<u32>,
+}
+
+/// The operators' view of a campaign (admin list, create, controls).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AdminCampaignView {
+    #[serde(flatten)]
+    pub view: CampaignView,
+    pub control: Control,
+    pub load_test: bool,
+    pub quiz_questions: u32,
+}
+
+/// `GET /admin/v1/campaigns/{id}/stats`: live numbers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Stats {
+    pub campaign_id: CampaignId,
+    pub stock_total: u64,
+    /// Units the ledger holds for orders (`null`: ledger unreachable or lost).
+    pub reserved: Option<u64>,
+    /// Units held by live orders (queued, confirmed, paid).
+    pub sold: u64,
+    pub remaining: Option<u64>,
+    /// Live orders not in the order store yet (the writer's lag).
+    pub orders_queued: u64,
+    /// Orders in the order store, whatever their status.
+    pub orders_persisted: u64,
+    pub orders_paid: u64,
+    pub orders_expired: u64,
+    pub orders_cancelled: u64,
+    /// Units given back to the ledger by expiry (durable marks).
+    pub units_returned: u64,
+    /// The store's guarded counter of units held by live orders.
+    pub store_sold: u64,
+    pub orders_dead_lettered: u64,
+    pub dead_letters_total: u64,
+    /// Grabs refused by this gateway, by code.
+    pub rejected: BTreeMap<String, u64>,
+    /// This gateway's requests naming the campaign, per second.
+    pub requests_per_s: f64,
+}
+
+/// The quiz bank part of a preload.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct QuizRender {
+    #[serde(flatten)]
+    pub status: crate::quiz::RenderStatus,
+    /// Where the images are written.
+    pub dir: String,
+    /// Threads drawing them.
+    pub threads: usize,
+}
+
+/// `POST /admin/v1/campaigns/{id}/preload`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PreloadReport {
+    pub campaign_id: CampaignId,
+    pub ledger_newly_loaded: bool,
+    pub stock_total: u64,
+    pub remaining: Option<u64>,
+    /// The item page's path on the CDN.
+    pub page: String,
+    pub static_page_file: String,
+    pub quiz_images: Option<QuizRender>,
+}
+
+/// How much a validation finding matters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    /// The campaign would be refused or would not sell as meant.
+    Error,
+    /// It would run, but an operator should look again.
+    Warning,
+}
+
+/// One finding of a validation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Finding {
+    pub severity: Severity,
+    /// The spec field concerned (`stock`, `starts_at_ms`, ...).
+    pub field: String,
+    pub message: String,
+}
+
+/// `POST /admin/v1/campaigns/validate`: a dry run of a create.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Validation {
+    /// No finding of severity `error`.
+    pub valid: bool,
+    pub findings: Vec<Finding>,
+}
+
+/// `GET /api/v1/orders/{id}` and the payment's answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OrderView {
+    pub order_id: OrderId,
+    pub campaign_id: CampaignId,
+    pub user_id: UserId,
+    pub status: OrderStatus,
+    pub created_at_ms: u64,
+    pub pay_by_ms: u64,
+    pub price_cents: u64,
+}
+
+impl OrderView {
+    pub fn new(r: &engine::OrderRecord, status: OrderStatus) -> Self {
+        Self {
+            order_id: r.order_id.clone(),
+            campaign_id: r.campaign_id.clone(),
+            user_id: r.user_id.clone(),
+            status,
+            created_at_ms: r.created_at_ms,
+            pay_by_ms: r.pay_by_ms,
+            price_cents: r.price_cents,
+        }
+    }
+}
+
+/// A winners-export row (JSON export; the CSV has the same columns).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExportRow {
+    pub order_id: OrderId,
+    pub campaign_id: CampaignId,
+    pub user_id: UserId,
+    pub n: u32,
+    pub price_cents: u64,
+    pub status: OrderStatus,
+    pub created_at_ms: u64,
+    pub pay_by_ms: u64,
+}
+
+impl ExportRow {
+    pub fn new(o: &engine::Order) -> Self {
+        let r = &o.record;
+        Self {
+            order_id: r.order_id.clone(),
+            campaign_id: r.campaign_id.clone(),
+            user_id: r.user_id.clone(),
+            n: r.n,
+            price_cents: r.price_cents,
+            status: o.status,
+            created_at_ms: r.created_at_ms,
+            pay_by_ms: r.pay_by_ms,
+        }
+    }
+}
+
+/// `POST /api/v1/campaigns/{id}/grab` (and the hidden path): 202.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct GrabAccepted {
+    pub order_id: OrderId,
+    pub status: OrderStatus,
+}
+
+/// `POST /admin/v1/tokens`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Tokens {
+    pub tokens: BTreeMap<String, String>,
+    pub expires_at_ms: u64,
+}
+
+/// One hot campaign.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HotItem {
+    pub campaign_id: CampaignId,
+    pub requests_per_s: f64,
+}
+
+/// `GET /admin/v1/hot`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HotList {
+    pub window_ms: u64,
+    pub items: Vec<HotItem>,
+}
+
+/// `GET /api/v1/campaigns/{id}/grab-path`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct GrabPath {
+    pub grab_path: String,
+}
+
+/// `GET /api/v1/campaigns/{id}/quiz`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct QuizQuestion {
+    pub quiz_token: String,
+    pub image_url: String,
+    pub min_answer_ms: u64,
+    pub expires_in_ms: u64,
+}
+
+/// `GET /admin/v1/campaigns/{id}/quiz-answers`: image URL to answer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct QuizAnswers {
+    pub answers: BTreeMap<String, String>,
+}
+
+/// One unit of stock: the buyer's `n`-th order of the campaign.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UnitRef {
+    pub user_id: UserId,
+    pub n: u32,
+}
+
+/// `GET /admin/v1/campaigns/{id}/reconcile`: the ledger against the
+/// durable orders, read-only.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReconcileCheck {
+    pub campaign_id: CampaignId,
+    /// Active and not ended: grabs may be changing both sides right now.
+    pub selling: bool,
+    /// Orders not in the store yet (they are holds without a record).
+    pub orders_queued: u64,
+    /// The ledger holds the campaign (false after a Redis loss).
+    pub ledger_loaded: bool,
+    pub stock_total: u64,
+    /// Units the durable orders hold (not expired or cancelled).
+    pub durable: u64,
+    /// Units the ledger holds.
+    pub held: u64,
+    /// Units the ledger has left to sell.
+    pub stock_left: u64,
+    /// `stock_left + held == stock_total`.
+    pub conserved: bool,
+    pub holds_without_record: u64,
+    pub records_without_hold: u64,
+    /// The first of them (at most 20 each).
+    pub holds_without_record_sample: Vec<UnitRef>,
+    pub records_without_hold_sample: Vec<UnitRef>,
+    /// Loaded, conserved and no mismatch.
+    pub clean: bool,
+    /// What to do next, in words.
+    pub advice: String,
+}
