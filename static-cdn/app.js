@@ -549,6 +549,7 @@
     showOrder({ order_id: orderId, status: 'queued' }); // the grab's own answer: always shown first
     pollOrder(orderId);
   }
+  const againText = () => (finalState ? '' : ' Its unit is back on sale: you may try again while stock lasts.');
   const payOpen = (o) => !!o && o.status === 'confirmed' && (!o.payBy || serverNow() <= o.payBy);
   // Shows an order (the grab's answer, `GET /orders/{id}` or the payment's answer); true once the
   // order will not change any more.
@@ -570,11 +571,16 @@
         else say('Order ' + id + ': the time to pay is over. Checking with the shop…', 'warn', id);
         break;
       case 'paid': say('Paid! Order ' + id + ' is paid. Enjoy!', 'success', id); break;
-      case 'cancelled': say('Order ' + id + ' was cancelled.', 'error', id); break;
-      case 'expired': say('Order ' + id + ' expired: it was not paid in time.', 'error', id); break;
+      case 'cancelled': say('Order ' + id + ' was cancelled.' + againText(), 'error', id); break;
+      case 'expired': say('Order ' + id + ' expired: it was not paid in time.' + againText(), 'error', id); break;
       default: say('Order ' + id + ': ' + status, 'info', id);
     }
     if (FINAL.has(status)) payNote = '';
+    // The unit of an expired or cancelled order goes back on sale, and its buyer may grab again.
+    if (status === 'expired' || status === 'cancelled') {
+      if (store.get(orderKey()) === id) store.del(orderKey());
+      if (!finalState) done = false;
+    }
     render();
     return status !== 'queued' && status !== 'confirmed';
   }

@@ -296,6 +296,8 @@ async function journey(page, args, result, { left, screenshotPath, history, stat
     await page.waitForSelector('#pay', { state: 'hidden', timeout: Math.min(5000, left()) });
     result.expired_text = ((await page.textContent('#result')) || '').trim();
     if (!/\bexpired\b/.test(result.expired_text)) throw new Error('"expired" not shown: ' + JSON.stringify(result.expired_text));
+    // The unit went back on sale: the buyer may grab again (the button is enabled while the sale is live).
+    result.grab_enabled_after_expiry = await page.isEnabled('#grab');
   }
   result.final_status = await page.getAttribute('#result', 'data-order-status');
 

@@ -196,6 +196,8 @@ test('an unpaid order shows Pay with the time left, then expired; the page never
     // The page waited for the shop's verdict rather than deciding by its own clock.
     assert.ok(r.json.order_responses.includes('GET 200 expired'), r.out);
     assert.match(r.json.expired_text, /expired: it was not paid in time/);
+    assert.match(r.json.expired_text, /back on sale/);
+    assert.equal(r.json.grab_enabled_after_expiry, true, 'the buyer may grab again after the expiry');
   } finally { await mock.close(); }
 });
 
