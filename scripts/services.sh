@@ -8,6 +8,8 @@
 #   redis cluster 127.0.0.1:7000-7002 (3 masters, no replicas, nothing on disk), for the cluster tests
 #   kafka    127.0.0.1:9092  (tansu, a Kafka-API broker in Rust, SQLite storage; built here with
 #            cargo install the first time, about 15 minutes)
+#   nginx    installed only (Debian's package, by scripts/lb.sh install): the CDN and load
+#            balancer of the production shape; scripts/lb.sh up starts one per use
 #
 # The Kafka fault tests also call: kafka-stop (TERM, then KILL), kafka-kill (KILL at once),
 # kafka-start (restart on the same storage), kafka-pause / kafka-resume (SIGSTOP / SIGCONT).
@@ -151,6 +153,9 @@ up() {
     fi
   fi
   kafka_up || kafka_start
+  # Not fatal: only the tests behind nginx need it, and `lb.sh up` tries again.
+  bash "$(dirname "$0")/lb.sh" install \
+    || echo "services: nginx could not be installed (bash scripts/lb.sh install); the tests behind nginx will fail" >&2
   status
 }
 

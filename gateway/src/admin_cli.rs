@@ -7,7 +7,7 @@
 //! Plain HTTP only: the admin API is meant to be reached inside the
 //! deployment's network (or through a TLS-terminating proxy).
 
-use crate::api::{AdminCampaignView, PreloadReport, ReconcileCheck, Severity, Stats, Validation};
+use crate::api::{AdminCampaignView, PreloadReport, ReconcileCheck, Stats, Validation};
 use anyhow::{bail, Context};
 use bytes::Bytes;
 use clap::{Args, Subcommand, ValueEnum};
@@ -57,21 +57,23 @@ pub enum AdminCommand {
     /// Check the ledger, draw the quiz bank and publish the item page,
     /// with a progress bar while the quiz bank is drawn.
     Preload {
-        id: String,
+        #[command(flatten)]
+        campaign: CampaignRef,
         /// Give up waiting for the quiz bank after this many seconds
         /// (the render goes on in the gateway).
         #[arg(long, default_value_t = 600)]
         wait_s: u64,
     },
     /// Kill switch: stop selling at once (every gateway within a second).
-    Pause { id: String },
+    Pause(CampaignRef),
     /// Sell again after a pause.
-    Resume { id: String },
+    Resume(CampaignRef),
     /// Stop for good.
-    Stop { id: String },
+    Stop(CampaignRef),
     /// Live numbers; `--watch` refreshes them.
     Status {
-        id: String,
+        #[command(flatten)]
+        campaign: CampaignRef,
         #[arg(long)]
         watch: bool,
         #[arg(long, default_value_t = 1_000)]
@@ -82,16 +84,37 @@ pub enum AdminCommand {
     },
     /// Compare the ledger with the durable orders (read-only); exits 1
     /// when they differ, with what to do next.
-    Reconcile { id: String },
+    Reconcile(CampaignRef),
     /// Export the winners (every stored order).
     Export {
-        id: String,
+        #[command(flatten)]
+        campaign: CampaignRef,
         #[arg(long, value_enum, default_value_t = ExportFormat::Csv)]
         format: ExportFormat,
         /// Write here instead of standard output.
         #[arg(long)]
         out: Option<PathBuf>,
     },
+}
+
+/// The campaign a command is about: `ID` or `--campaign ID`.
+#[derive(Debug, Args)]
+pub struct CampaignRef {
+    /// The campaign id.
+    #[arg(value_name = "ID", required_unless_present = "campaign")]
+    id: Option<String>,
+    /// The campaign id (instead of the positional ID).
+    #[arg(long = "campaign", value_name = "ID", conflicts_with = "id")]
+    campaign: Option<String>,
+}
+
+impl CampaignRef {
+    fn id(&self) -> &str {
+        self.id
+            .as_deref()
+            .or(self.campaign.as_deref())
+            .unwrap_or_default()
+    }
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -219,40 +242,24 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<bool> {
                 Some(n) => format!("/admin/v1/campaigns/validate?expected_buyers={n}"),
                 None => "/admin/v1/campaigns/validate".to_string(),
             };
-            let v: Validation = match client.call("POST", &path, Some(spec)).await {
-                Ok(v) => v,
-                // Not a campaign spec at all (a wrong type, an unknown field).
-                Err(e) => match e.downcast::<CallError>() {
-                    Ok(c) if c.status == 400 => Validation {
-                        valid: false,
-                        findings: vec![crate::api::Finding {
-                            severity: Severity::Error,
-                            field: "spec".into(),
-                            message: c.message,
-                        }],
-                    },
-                    Ok(c) => return Err(c.into()),
-                    Err(e) => return Err(e),
-                },
-            };
-            for f in &v.findings {
-                let level = match f.severity {
-                    Severity::Error => "error",
-                    Severity::Warning => "warning",
-                };
-                writeln!(out, "{level}: {}: {}", f.field, f.message)?;
+            let v: Validation = client.call("POST", &path, Some(spec)).await?;
+            for p in &v.problems {
+                writeln!(out, "problem: {}: {}", p.field, p.message)?;
+            }
+            for w in &v.warnings {
+                writeln!(out, "warning: {}: {}", w.field, w.message)?;
             }
             writeln!(
                 out,
                 "{}: {}",
                 file.display(),
-                if v.valid {
-                    "valid"
+                if v.ok {
+                    "ok"
                 } else {
                     "INVALID: would be refused or would not sell as meant"
                 }
             )?;
-            return Ok(v.valid);
+            return Ok(v.ok);
         }
         AdminCommand::List => {
             let list: Vec<AdminCampaignView> =
@@ -264,18 +271,20 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<bool> {
                 writeln!(out, "no campaigns")?;
             }
         }
-        AdminCommand::Preload { id, wait_s } => preload(&client, out, &id, wait_s).await?,
-        AdminCommand::Pause { id } => control(&client, out, &id, "pause").await?,
-        AdminCommand::Resume { id } => control(&client, out, &id, "resume").await?,
-        AdminCommand::Stop { id } => control(&client, out, &id, "stop").await?,
+        AdminCommand::Preload { campaign, wait_s } => {
+            preload(&client, out, campaign.id(), wait_s).await?
+        }
+        AdminCommand::Pause(c) => control(&client, out, c.id(), "pause").await?,
+        AdminCommand::Resume(c) => control(&client, out, c.id(), "resume").await?,
+        AdminCommand::Stop(c) => control(&client, out, c.id(), "stop").await?,
         AdminCommand::Status {
-            id,
+            campaign,
             watch,
             interval_ms,
             count,
-        } => status(&client, out, &id, watch, interval_ms, count).await?,
-        AdminCommand::Reconcile { id } => {
-            let path = format!("/admin/v1/campaigns/{}/reconcile", seg(&id)?);
+        } => status(&client, out, campaign.id(), watch, interval_ms, count).await?,
+        AdminCommand::Reconcile(c) => {
+            let path = format!("/admin/v1/campaigns/{}/reconcile", seg(c.id())?);
             let c: ReconcileCheck = client.call("GET", &path, None).await?;
             writeln!(
                 out,
@@ -298,7 +307,7 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<bool> {
             return Ok(c.clean);
         }
         AdminCommand::Export {
-            id,
+            campaign,
             format,
             out: file,
         } => {
@@ -306,7 +315,10 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<bool> {
                 ExportFormat::Csv => "csv",
                 ExportFormat::Json => "json",
             };
-            let path = format!("/admin/v1/campaigns/{}/orders?format={fmt}", seg(&id)?);
+            let path = format!(
+                "/admin/v1/campaigns/{}/orders?format={fmt}",
+                seg(campaign.id())?
+            );
             let (_, body) = client.raw("GET", &path, None).await?;
             let rows = match format {
                 ExportFormat::Csv => body

@@ -6,6 +6,20 @@ use engine::{CampaignId, CampaignState, Control, OrderId, OrderStatus, UserId};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
+/// `GET /healthz` (`ok`) and `GET /readyz` (`ready`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Health {
+    pub status: String,
+}
+
+/// `POST /api/v1/auth/login` and `/refresh` (the demo identity service).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AuthTokens {
+    pub access_token: String,
+    pub refresh_token: String,
+    pub expires_in_s: u64,
+}
+
 /// `GET /api/v1/time`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ServerTime {
@@ -94,21 +108,10 @@ pub struct PreloadReport {
     pub quiz_images: Option<QuizRender>,
 }
 
-/// How much a validation finding matters.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Severity {
-    /// The campaign would be refused or would not sell as meant.
-    Error,
-    /// It would run, but an operator should look again.
-    Warning,
-}
-
-/// One finding of a validation.
+/// One thing a validation found: the spec field concerned (`stock`,
+/// `starts_at_ms`, ...; `body` for the body as a whole) and why.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Finding {
-    pub severity: Severity,
-    /// The spec field concerned (`stock`, `starts_at_ms`, ...).
+pub struct Problem {
     pub field: String,
     pub message: String,
 }
@@ -116,9 +119,15 @@ pub struct Finding {
 /// `POST /admin/v1/campaigns/validate`: a dry run of a create.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Validation {
-    /// No finding of severity `error`.
-    pub valid: bool,
-    pub findings: Vec<Finding>,
+    /// A create of this body would succeed and sell as meant: no problem.
+    pub ok: bool,
+    /// What a create would refuse, or what would make the sale run other
+    /// than meant (a start in the past, a quiz bank too small for the
+    /// expected crowd).
+    pub problems: Vec<Problem>,
+    /// What would run but deserves a second look (an extension of the
+    /// contract; `ok` ignores them).
+    pub warnings: Vec<Problem>,
 }
 
 /// `GET /api/v1/orders/{id}` and the payment's answer.

@@ -160,12 +160,13 @@ impl FunnelCounters {
 }
 
 /// The grab body: the quiz fields of quiz campaigns; unknown fields are
-/// ignored so clients can extend it.
+/// ignored so clients can extend it. A field sent as `null` is a wrong type
+/// (400), not an absent one: no field of the contract is nullable.
 #[derive(Debug, Deserialize)]
 pub struct GrabBody {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "engine::campaign::present")]
     pub quiz_token: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "engine::campaign::present")]
     pub answer: Option<String>,
 }
 

@@ -121,11 +121,11 @@ fn pair(
     Ok(web::with_cache(
         web::json(
             StatusCode::OK,
-            &serde_json::json!({
-                "access_token": access,
-                "refresh_token": refresh,
-                "expires_in_s": ttl.access_ttl_s,
-            }),
+            &crate::api::AuthTokens {
+                access_token: access,
+                refresh_token: refresh,
+                expires_in_s: ttl.access_ttl_s,
+            },
         ),
         "no-store",
     ))

@@ -63,7 +63,14 @@ pub fn publish(dir: &Path, id: &str, page: &str) -> std::io::Result<PathBuf> {
 }
 
 fn write_atomically(path: &Path, contents: &str) -> std::io::Result<()> {
-    let tmp = path.with_extension("tmp");
+    // A name of this process and call: gateways sharing one CDN folder may
+    // publish the same page at once, and must not rename each other's
+    // half-written file.
+    let tmp = path.with_extension(format!(
+        "{}.{:x}.tmp",
+        std::process::id(),
+        rand::random::<u64>()
+    ));
     std::fs::write(&tmp, contents)?;
     std::fs::rename(&tmp, path)
 }

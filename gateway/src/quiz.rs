@@ -275,15 +275,12 @@ impl Gate {
     }
 
     /// Every question's image URL and answer (the load-test export).
-    pub fn answers(&self, c: &Campaign) -> serde_json::Map<String, serde_json::Value> {
+    pub fn answers(&self, c: &Campaign) -> std::collections::BTreeMap<String, String> {
         let bank = self.bank(c);
         (0..c.quiz_questions)
             .map(|i| {
                 let q = bank.question(i);
-                (
-                    format!("{IMAGE_URL_PREFIX}{}", q.image_file),
-                    serde_json::Value::String(q.answer),
-                )
+                (format!("{IMAGE_URL_PREFIX}{}", q.image_file), q.answer)
             })
             .collect()
     }

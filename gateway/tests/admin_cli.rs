@@ -18,7 +18,7 @@ fn admin(server: &Server, args: &[&str]) -> Output {
         .args(["--url", &server.base])
         .args(args)
         .env("SECKILL_ADMIN_TOKEN", ADMIN_TOKEN)
-        .env_remove("SECKILL_ADMIN_URL");
+        .env_remove("SECKILL_URL");
     run_bounded(cmd, Duration::from_secs(60))
 }
 
@@ -77,7 +77,8 @@ async fn operators_run_a_sale_with_seckill_admin() {
     .expect("write campaign file");
     let v = admin(&server, &["validate", "--file", good.to_str().unwrap()]);
     assert!(v.status.success(), "{}", text(&v));
-    assert!(stdout(&v).contains("valid"), "{}", text(&v));
+    assert!(stdout(&v).contains("campaign.toml: ok"), "{}", text(&v));
+    assert!(!stdout(&v).contains("problem:"), "{}", text(&v));
 
     // Bad files: every problem named, exit 1, nothing created.
     let bad = dir.path().join("bad.toml");
@@ -105,11 +106,11 @@ async fn operators_run_a_sale_with_seckill_admin() {
     let out = stdout(&v);
     assert!(out.contains("INVALID"), "{}", text(&v));
     assert!(
-        out.contains("error: starts_at_ms"),
+        out.contains("problem: starts_at_ms"),
         "start in the past: {}",
         text(&v)
     );
-    assert!(out.contains("error: stock"), "zero stock: {}", text(&v));
+    assert!(out.contains("problem: stock"), "zero stock: {}", text(&v));
     // The quiz bank check needs a spec the engine accepts: a second file.
     let small_bank = dir.path().join("small-bank.toml");
     std::fs::write(
@@ -132,7 +133,11 @@ async fn operators_run_a_sale_with_seckill_admin() {
         ],
     );
     assert_eq!(v.status.code(), Some(1), "{}", text(&v));
-    assert!(stdout(&v).contains("error: quiz_questions"), "{}", text(&v));
+    assert!(
+        stdout(&v).contains("problem: quiz_questions"),
+        "{}",
+        text(&v)
+    );
     assert!(
         stdout(&v).contains("warning: payment_window_s"),
         "{}",
@@ -142,7 +147,11 @@ async fn operators_run_a_sale_with_seckill_admin() {
     std::fs::write(&unknown, "title = \"x\"\nstok = 3\n").expect("write");
     let v = admin(&server, &["validate", "--file", unknown.to_str().unwrap()]);
     assert_eq!(v.status.code(), Some(1), "{}", text(&v));
-    assert!(stdout(&v).contains("error: spec"), "{}", text(&v));
+    assert!(
+        stdout(&v).contains("problem: stok: not a campaign spec"),
+        "{}",
+        text(&v)
+    );
     let broken = dir.path().join("broken.toml");
     std::fs::write(&broken, "title = \n").expect("write");
     let v = admin(&server, &["validate", "--file", broken.to_str().unwrap()]);
@@ -280,6 +289,16 @@ async fn operators_run_a_sale_with_seckill_admin() {
         stdout(&r).contains("the ledger matches the durable orders"),
         "{}",
         text(&r)
+    );
+
+    // The contract's form: `export --campaign <id>` prints the CSV.
+    let printed = admin(&server, &["export", "--campaign", sale_id]);
+    assert!(printed.status.success(), "{}", text(&printed));
+    assert_eq!(
+        stdout(&printed).lines().count() as u64,
+        stock + 1,
+        "{}",
+        text(&printed)
     );
 
     let csv = dir.path().join("winners.csv");

@@ -121,6 +121,29 @@ async fn bad_input_gets_contract_errors_and_server_stays_healthy() {
             400,
             "bad_request",
         ),
+        // No field of a request body is nullable (API document): `null` is
+        // a wrong type, not an absent field, also where the campaign asks
+        // no question.
+        case(
+            "grab answer null",
+            "POST",
+            grab("live"),
+            Some(&good),
+            json_ct,
+            r#"{"quiz_token":"x","answer":null}"#,
+            400,
+            "bad_request",
+        ),
+        case(
+            "grab quiz_token null",
+            "POST",
+            grab("live"),
+            Some(&good),
+            json_ct,
+            r#"{"quiz_token":null}"#,
+            400,
+            "bad_request",
+        ),
         case(
             "json not an object",
             "POST",

@@ -228,3 +228,40 @@ async fn pause_reaches_every_gateway_within_a_second_and_resume_is_exact() {
         .collect();
     assert_eq!(rows, orders, "the store holds exactly the acked orders");
 }
+
+/// Behind a load balancer, an operator's next call may reach another
+/// gateway than the create did, before that one re-read the campaigns:
+/// every admin call on a campaign answers at once, from any gateway.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operators_calls_find_a_new_campaign_on_every_gateway_at_once() {
+    let env = ProdEnv::new("fresh");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let g1 = env.gateway(dir.path(), "g1");
+    let g2 = env.gateway(dir.path(), "g2");
+    for round in 0..5 {
+        let id = format!("fresh-{}-{round}", std::process::id());
+        g1.create_campaign(json!({ "id": id, "stock": 3 })).await;
+        let stats = g2
+            .get(
+                &format!("/admin/v1/campaigns/{id}/stats"),
+                Some(common::ADMIN_TOKEN),
+            )
+            .await;
+        assert_eq!(
+            stats.status,
+            200,
+            "round {round}: {}",
+            String::from_utf8_lossy(&stats.body)
+        );
+        assert_eq!(stats.json()["stock_total"], 3);
+        let pause = g2
+            .admin_post(&format!("/admin/v1/campaigns/{id}/pause"), &json!({}))
+            .await;
+        assert_eq!(
+            pause.status,
+            200,
+            "{}",
+            String::from_utf8_lossy(&pause.body)
+        );
+    }
+}

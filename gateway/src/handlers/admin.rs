@@ -19,28 +19,36 @@ pub async fn create(app: &App, headers: &http::HeaderMap, body: &[u8]) -> Result
 }
 
 /// `POST /admin/v1/campaigns/validate[?expected_buyers=N]`: a dry run of a
-/// create; 200 with the findings (a body that is not a campaign spec at
-/// all is a 400, as for a create).
+/// create; 200 `{"ok", "problems", "warnings"}`, also for a body that is a
+/// JSON object but not a campaign spec (its problem names the field). A
+/// body that is not a JSON object at all is 400, as for a create.
 pub async fn validate(
     app: &App,
     headers: &http::HeaderMap,
     body: &[u8],
     query: Option<&str>,
 ) -> Result<Resp, ApiError> {
-    let spec: CampaignSpec = web::parse_json(headers, body, false)?;
-    let expected_buyers = match query_param(query, "expected_buyers") {
-        None => None,
-        Some(v) => Some(v.parse::<u64>().map_err(|_| {
-            ApiError::bad_request(format!(
-                "expected_buyers must be a non-negative integer, not {v:?}"
-            ))
-        })?),
+    let expected_buyers = query_param(query, "expected_buyers")
+        .map(|v| int_param("expected_buyers", v, engine::campaign::INT_FIELD_MAX))
+        .transpose()?;
+    let value: serde_json::Map<String, serde_json::Value> = web::parse_json(headers, body, false)?;
+    let report = match serde_json::from_value::<CampaignSpec>(value.into()) {
+        Ok(spec) => campaigns::validate(app, spec, expected_buyers).await?,
+        Err(e) => campaigns::unparsable(&e),
     };
-    let report = campaigns::validate(app, spec, expected_buyers).await?;
     Ok(web::with_cache(
         web::json(StatusCode::OK, &report),
         "no-store",
     ))
+}
+
+/// A query parameter that must be an integer in `0..=max`.
+fn int_param(name: &str, v: &str, max: u64) -> Result<u64, ApiError> {
+    v.parse::<u64>().ok().filter(|n| *n <= max).ok_or_else(|| {
+        ApiError::bad_request(format!(
+            "{name} must be an integer between 0 and {max}, not {v:?}"
+        ))
+    })
 }
 
 /// The value of `name` in a query string (the first, not percent-decoded:
@@ -59,12 +67,10 @@ pub async fn list(app: &App) -> Result<Resp, ApiError> {
 /// how long the answer waits for the quiz bank (a CLI drawing a progress
 /// bar asks often); at most `PRELOAD_RENDER_WAIT`.
 pub async fn preload(app: &App, id: &str, query: Option<&str>) -> Result<Resp, ApiError> {
-    let wait = match query_param(query, "wait_ms") {
-        None => None,
-        Some(v) => Some(std::time::Duration::from_millis(v.parse::<u64>().map_err(
-            |_| ApiError::bad_request(format!("wait_ms must be a non-negative integer, not {v:?}")),
-        )?)),
-    };
+    let most = u64::try_from(campaigns::PRELOAD_RENDER_WAIT.as_millis()).unwrap_or(u64::MAX);
+    let wait = query_param(query, "wait_ms")
+        .map(|v| int_param("wait_ms", v, most).map(std::time::Duration::from_millis))
+        .transpose()?;
     let report = campaigns::preload(app, id, wait).await?;
     Ok(web::json(StatusCode::OK, &report))
 }
@@ -86,7 +92,9 @@ pub fn quiz_answers(app: &App, id: &str) -> Result<Resp, ApiError> {
     Ok(web::with_cache(
         web::json(
             StatusCode::OK,
-            &serde_json::json!({ "answers": app.gate.answers(&c) }),
+            &api::QuizAnswers {
+                answers: app.gate.answers(&c),
+            },
         ),
         "no-store",
     ))
@@ -183,7 +191,7 @@ pub fn tokens(app: &App, headers: &http::HeaderMap, body: &[u8]) -> Result<Resp,
 /// page (in order-id order) so a campaign of millions of orders never sits
 /// in memory at once.
 pub async fn orders(app: &App, id: &str, query: Option<&str>) -> Result<Resp, ApiError> {
-    let live = campaigns::find(app, id)?;
+    let live = campaigns::find_fresh(app, id).await?;
     let format = query_param(query, "format").unwrap_or("json");
     let csv = match format {
         "csv" => true,

@@ -7,7 +7,12 @@ use hyper::StatusCode;
 use std::sync::atomic::Ordering;
 
 pub fn healthz() -> Resp {
-    web::json(StatusCode::OK, &serde_json::json!({ "status": "ok" }))
+    web::json(
+        StatusCode::OK,
+        &crate::api::Health {
+            status: "ok".into(),
+        },
+    )
 }
 
 /// Ready when the order log takes appends, the ledger and the order store
@@ -38,7 +43,12 @@ pub async fn readyz(app: &App) -> Resp {
         }
     }
     match app.store.campaigns().await {
-        Ok(_) => web::json(StatusCode::OK, &serde_json::json!({ "status": "ready" })),
+        Ok(_) => web::json(
+            StatusCode::OK,
+            &crate::api::Health {
+                status: "ready".into(),
+            },
+        ),
         Err(e) => web::error(&crate::error::ApiError::unavailable(format!(
             "order store: {e}"
         ))),

@@ -4,8 +4,7 @@
 //! `seckill admin`.
 
 use crate::api::{
-    AdminCampaignView, CampaignView, Finding, PreloadReport, QuizRender, Severity, Stats,
-    Validation,
+    AdminCampaignView, CampaignView, PreloadReport, Problem, QuizRender, Stats, Validation,
 };
 use crate::app::App;
 use crate::error::{ApiError, Code};
@@ -22,6 +21,31 @@ pub fn find(app: &App, id: &str) -> Result<Arc<LiveCampaign>, ApiError> {
         .ok()
         .and_then(|id| app.registry.get(&id))
         .ok_or_else(ApiError::campaign_not_found)
+}
+
+/// Like `find`, for operators' calls: a gateway sharing its campaigns with
+/// others (production) that does not know `id` yet reads the store once, so
+/// an operator's call balanced to it right after another gateway created the
+/// campaign does not answer 404 for up to a re-read period.
+pub async fn find_fresh(app: &App, id: &str) -> Result<Arc<LiveCampaign>, ApiError> {
+    match find(app, id) {
+        Ok(live) => return Ok(live),
+        Err(e) if !app.shared_ledger => return Err(e),
+        Err(_) => {}
+    }
+    let wanted = CampaignId::parse(id).map_err(|_| ApiError::campaign_not_found())?;
+    let stored = app
+        .store
+        .campaigns()
+        .await?
+        .into_iter()
+        .find(|c| c.id == wanted)
+        .ok_or_else(ApiError::campaign_not_found)?;
+    if let Err(e) = app.registry.insert(stored) {
+        tracing::error!(error = %e, "a campaign is not served by this gateway");
+        return Err(too_many_campaigns());
+    }
+    find(app, id)
 }
 
 /// How old a buyer-facing `remaining_hint` may be: the status endpoint is
@@ -183,41 +207,68 @@ pub async fn validate(
     expected_buyers: Option<u64>,
 ) -> Result<Validation, ApiError> {
     let now = app.clock.now_ms();
-    let mut findings = Vec::new();
-    let mut error = |field: &str, message: String| {
-        findings.push(Finding {
-            severity: Severity::Error,
-            field: field.into(),
-            message,
-        });
+    let mut problems = Vec::new();
+    let mut warnings = Vec::new();
+    let problem = |field: &str, message: String| Problem {
+        field: field.into(),
+        message,
     };
     if spec.starts_at_ms <= now {
-        error(
+        problems.push(problem(
             "starts_at_ms",
             format!(
                 "the sale must start in the future: starts_at_ms {} is {} ms before the server's now ({now})",
                 spec.starts_at_ms,
                 now - spec.starts_at_ms
             ),
-        );
+        ));
     }
     match spec.clone().validate(generated_id(app)?) {
-        Err(e) => error(field_of(&e), e.to_string()),
+        Err(e) => problems.push(problem(field_of(&e), e.to_string())),
         Ok(c) => {
             if spec.id.is_some() && app.registry.get(&c.id).is_some() {
-                error("id", format!("a campaign with id {} already exists", c.id));
+                problems.push(problem(
+                    "id",
+                    format!("a campaign with id {} already exists", c.id),
+                ));
             }
             if app.registry.get(&c.id).is_none() && campaign_count(app).await? >= CAMPAIGNS_MAX {
-                error(
+                problems.push(problem(
                     "id",
                     format!("the engine holds at most {CAMPAIGNS_MAX} campaigns already"),
-                );
+                ));
             }
-            findings.extend(warnings(&c, now, expected_buyers));
+            let (more, warned) = second_look(&c, now, expected_buyers);
+            problems.extend(more);
+            warnings.extend(warned);
         }
     }
-    let valid = !findings.iter().any(|f| f.severity == Severity::Error);
-    Ok(Validation { valid, findings })
+    Ok(Validation {
+        ok: problems.is_empty(),
+        problems,
+        warnings,
+    })
+}
+
+/// The answer to a body that is not a campaign spec at all (a wrong type,
+/// a missing or unknown field): the parser's complaint as a problem of the
+/// field it names.
+pub fn unparsable(e: &serde_json::Error) -> Validation {
+    let text = e.to_string();
+    // serde names the field in backquotes: "missing field `title`".
+    let field = text
+        .split('`')
+        .nth(1)
+        .filter(|f| !f.is_empty() && f.len() <= 64)
+        .unwrap_or("body");
+    Validation {
+        ok: false,
+        problems: vec![Problem {
+            field: field.to_string(),
+            message: format!("not a campaign spec: {text}"),
+        }],
+        warnings: Vec::new(),
+    }
 }
 
 /// The spec field an engine refusal is about.
@@ -235,14 +286,17 @@ fn field_of(e: &engine::SpecError) -> &'static str {
     }
 }
 
-/// What would run but deserves a second look (and the quiz bank check,
-/// which needs a valid spec).
-fn warnings(c: &Campaign, now: u64, expected_buyers: Option<u64>) -> Vec<Finding> {
+/// The checks that need a valid spec: problems (the quiz bank against the
+/// expected crowd) and warnings (what would run but deserves a second look).
+fn second_look(
+    c: &Campaign,
+    now: u64,
+    expected_buyers: Option<u64>,
+) -> (Vec<Problem>, Vec<Problem>) {
     let mut out = Vec::new();
     let mut errors = Vec::new();
     let mut warn = |field: &str, message: String| {
-        out.push(Finding {
-            severity: Severity::Warning,
+        out.push(Problem {
             field: field.into(),
             message,
         });
@@ -282,8 +336,7 @@ fn warnings(c: &Campaign, now: u64, expected_buyers: Option<u64>) -> Vec<Finding
         if c.quiz {
             let needed = buyers.div_ceil(BUYERS_PER_QUESTION_MAX);
             if u64::from(c.quiz_questions) < needed {
-                errors.push(Finding {
-                    severity: Severity::Error,
+                errors.push(Problem {
                     field: "quiz_questions".into(),
                     message: format!(
                         "{} questions for {buyers} expected buyers is over {BUYERS_PER_QUESTION_MAX} buyers per question \
@@ -309,8 +362,7 @@ fn warnings(c: &Campaign, now: u64, expected_buyers: Option<u64>) -> Vec<Finding
             "load_test campaigns export their quiz answers to operators; never use one for a real sale".into(),
         );
     }
-    errors.extend(out);
-    errors
+    (errors, out)
 }
 
 /// How long a preload waits for its quiz bank before it answers with the
@@ -325,7 +377,7 @@ pub async fn preload(
     id: &str,
     wait: Option<Duration>,
 ) -> Result<PreloadReport, ApiError> {
-    let live = find(app, id)?;
+    let live = find_fresh(app, id).await?;
     let c = live.get();
     // Every campaign is loaded when it is created; one whose ledger data is
     // gone (Redis lost it, fully or in part) may have orders anywhere: in the
@@ -416,7 +468,7 @@ impl Action {
 /// Pauses, resumes or stops a campaign: durable first (every gateway reads
 /// it from the store within its re-read period), then on this gateway.
 pub async fn control(app: &App, id: &str, action: Action) -> Result<AdminCampaignView, ApiError> {
-    let live = find(app, id)?;
+    let live = find_fresh(app, id).await?;
     let mut c = (*live.get()).clone();
     if c.control == Control::Stopped {
         return Err(ApiError::new(
@@ -438,7 +490,7 @@ pub async fn control(app: &App, id: &str, action: Action) -> Result<AdminCampaig
 /// Live numbers of a campaign, from the ledger, the store and this
 /// gateway's counters.
 pub async fn stats(app: &App, id: &str) -> Result<Stats, ApiError> {
-    let live = find(app, id)?;
+    let live = find_fresh(app, id).await?;
     let c = live.get();
     let snap = app.ledger.snapshot(&c.id).await?;
     let by_status = app.store.count_by_status(&c.id).await?;

@@ -14,7 +14,7 @@ use engine::reconcile::diff;
 pub const UNITS_LISTED_MAX: usize = 20;
 
 pub async fn check(app: &App, id: &str) -> Result<ReconcileCheck, ApiError> {
-    let live = super::campaigns::find(app, id)?;
+    let live = super::campaigns::find_fresh(app, id).await?;
     let c = live.get();
     let now = app.clock.now_ms();
     let image = crate::reconcile::durable_image(&*app.store, &c)

@@ -4,6 +4,7 @@
 
 pub mod browser;
 pub mod expiry;
+pub mod lb;
 pub mod prod;
 
 use bytes::Bytes;
