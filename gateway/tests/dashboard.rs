@@ -35,6 +35,7 @@ const FIELDS: &[&str] = &[
     "orders_persisted",
     "orders_paid",
     "orders_expired",
+    "units_returned",
 ];
 
 /// Without a token: the page and its assets (with the pages' security

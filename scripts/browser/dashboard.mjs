@@ -36,7 +36,7 @@ function parseArgs(argv) {
 // The numbers the page shows, per campaign row, parsed from the text of the cells.
 function readNumbers(ids) {
   const fields = ['stock_total', 'sold', 'remaining', 'reserved', 'orders_queued', 'orders_persisted',
-    'orders_paid', 'orders_expired', 'rejected_total', 'requests_per_s'];
+    'orders_paid', 'orders_expired', 'units_returned', 'rejected_total', 'requests_per_s'];
   const num = (text) => {
     const t = (text || '').trim();
     if (t === '' || t === '–') return null;

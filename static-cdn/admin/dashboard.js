@@ -11,7 +11,8 @@
 //
 // Ids for automation: body[data-ticks] counts completed refreshes; each campaign is a row
 // tr[data-campaign="<id>"] whose cells carry data-field (stock_total, sold, remaining, reserved,
-// orders_queued, orders_persisted, orders_paid, orders_expired, rejected_total, requests_per_s,
+// orders_queued, orders_persisted, orders_paid, orders_expired, units_returned, rejected_total,
+// requests_per_s,
 // state) and, per refusal code, span[data-code="<code>"][data-value]; charts are
 // [data-chart-campaign="<id>"] holding two uPlot charts (.uplot canvas).
 (() => {
@@ -35,10 +36,11 @@
     ['orders_persisted', 'persisted', '#27ae60'],
     ['orders_paid', 'paid', '#16a085'],
     ['orders_expired', 'expired', '#c0392b'],
+    ['units_returned', 'returned', '#6d4c41'],
   ];
   const RATE_COLORS = ['#c0392b', '#d35400', '#f39c12', '#8e44ad', '#2c3e50', '#7f8c8d', '#e84393', '#6c5ce7', '#00838f'];
   const FIELDS = ['stock_total', 'sold', 'remaining', 'reserved', 'orders_queued', 'orders_persisted',
-    'orders_paid', 'orders_expired', 'rejected_total', 'requests_per_s'];
+    'orders_paid', 'orders_expired', 'units_returned', 'rejected_total', 'requests_per_s'];
 
   const $ = (id) => document.getElementById(id);
   const el = (tag, attrs, text) => {
