@@ -1,0 +1,306 @@
+//! The sale a run measures: its campaign, its buyers, and the invariants
+//! read back through the admin API afterwards.
+
+use crate::client::Admin;
+use anyhow::{bail, Context};
+use serde_json::{json, Value};
+use std::collections::HashSet;
+use std::time::Duration;
+
+/// The campaign a run grabs on.
+#[derive(Debug, Clone)]
+pub struct Campaign {
+    pub id: String,
+    pub stock: u64,
+    /// When it starts, on the gateway's clock.
+    pub starts_at_ms: u64,
+}
+
+/// Creates a `load_test` campaign of `stock` units, no quiz, one unit per
+/// buyer, starting `lead` from now on the gateway's clock.
+pub async fn setup(
+    admin: &Admin,
+    id: Option<&str>,
+    stock: u64,
+    lead: Duration,
+) -> anyhow::Result<Campaign> {
+    let now = admin.call("GET", "/api/v1/time", None).await?["now_ms"]
+        .as_u64()
+        .context("GET /api/v1/time: no now_ms")?;
+    let id = id.map_or_else(|| format!("bench-{now:x}"), str::to_string);
+    let starts_at_ms = now + u64::try_from(lead.as_millis()).unwrap_or(u64::MAX);
+    admin
+        .call(
+            "POST",
+            "/admin/v1/campaigns",
+            Some(json!({
+                "id": id,
+                "title": "seckill-bench",
+                "price_cents": 100,
+                "stock": stock,
+                "starts_at_ms": starts_at_ms,
+                "ends_at_ms": starts_at_ms + 3_600_000,
+                "per_user_limit": 1,
+                "load_test": true,
+            })),
+        )
+        .await?;
+    admin
+        .call(
+            "POST",
+            &format!("/admin/v1/campaigns/{id}/preload"),
+            Some(json!({})),
+        )
+        .await?;
+    Ok(Campaign {
+        id,
+        stock,
+        starts_at_ms,
+    })
+}
+
+/// Buyer tokens: signed here, or minted by the admin API beforehand.
+#[derive(Debug)]
+pub enum Buyers {
+    Signed {
+        key: jsonwebtoken::EncodingKey,
+        run: String,
+        exp: u64,
+    },
+    Minted(Vec<String>),
+}
+
+/// Most tokens one admin call mints.
+const MINT_BATCH: u64 = 10_000;
+/// Most tokens minted ahead of a run (about 200 bytes each).
+pub const MINTED_MAX: u64 = 1_000_000;
+
+impl Buyers {
+    pub async fn new(
+        admin: &Admin,
+        secret: Option<&str>,
+        run: &str,
+        users: u64,
+    ) -> anyhow::Result<Self> {
+        let now_s = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)?
+            .as_secs();
+        if let Some(secret) = secret {
+            return Ok(Self::Signed {
+                key: jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+                run: run.to_string(),
+                exp: now_s + 3_600,
+            });
+        }
+        if users > MINTED_MAX {
+            bail!("--users {users}: at most {MINTED_MAX} tokens are minted ahead; give --jwt-secret to sign them on the fly");
+        }
+        let mut tokens = Vec::with_capacity(users as usize);
+        let mut from = 0;
+        while from < users {
+            let to = (from + MINT_BATCH).min(users);
+            let ids: Vec<String> = (from..to).map(|i| user_id(run, i)).collect();
+            let minted = admin
+                .call(
+                    "POST",
+                    "/admin/v1/tokens",
+                    Some(json!({ "user_ids": ids, "ttl_s": 3600 })),
+                )
+                .await?;
+            for u in &ids {
+                tokens.push(
+                    minted["tokens"][u]
+                        .as_str()
+                        .context("minted tokens: one missing")?
+                        .to_string(),
+                );
+            }
+            from = to;
+        }
+        Ok(Self::Minted(tokens))
+    }
+
+    /// The token of buyer `i`.
+    pub fn token(&self, i: u64) -> anyhow::Result<String> {
+        match self {
+            Self::Minted(tokens) => Ok(tokens[(i % tokens.len() as u64) as usize].clone()),
+            Self::Signed { key, run, exp } => {
+                let claims = json!({ "sub": user_id(run, i), "exp": exp, "iat": exp - 3_600 });
+                Ok(jsonwebtoken::encode(
+                    &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+                    &claims,
+                    key,
+                )?)
+            }
+        }
+    }
+}
+
+fn user_id(run: &str, i: u64) -> String {
+    format!("b{run}-{i}")
+}
+
+/// What the read-back found.
+#[derive(Debug, Default)]
+pub struct Verdict {
+    pub winners: u64,
+    pub paid: u64,
+    pub persisted: u64,
+    pub remaining: Option<u64>,
+    pub problems: Vec<String>,
+}
+
+/// Waits (bounded) for the writers to drain, then checks the sale against
+/// what the run was told: every acknowledged order is a stored winner and
+/// every stored winner was acknowledged, no buyer twice, never more than
+/// the stock and exactly the stock once anyone was told `sold_out`, and
+/// the ledger conserves the stock.
+pub async fn verify(
+    admin: &Admin,
+    c: &Campaign,
+    acknowledged: &HashSet<String>,
+    saw_sold_out: bool,
+) -> anyhow::Result<Verdict> {
+    let stats_path = format!("/admin/v1/campaigns/{}/stats", c.id);
+    let mut stats = Value::Null;
+    for _ in 0..240 {
+        stats = admin.call("GET", &stats_path, None).await?;
+        if stats["orders_queued"].as_u64() == Some(0) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let rows = admin
+        .call(
+            "GET",
+            &format!("/admin/v1/campaigns/{}/orders?format=json", c.id),
+            None,
+        )
+        .await?;
+    let rows = rows.as_array().context("the export is not an array")?;
+    Ok(judge(c.stock, acknowledged, saw_sold_out, rows, &stats))
+}
+
+/// The invariants, from the export's rows and the stats (see `verify`).
+pub fn judge(
+    stock: u64,
+    acknowledged: &HashSet<String>,
+    saw_sold_out: bool,
+    rows: &[Value],
+    stats: &Value,
+) -> Verdict {
+    let live: Vec<&Value> = rows
+        .iter()
+        .filter(|o| !matches!(o["status"].as_str(), Some("expired" | "cancelled")))
+        .collect();
+    let ids: HashSet<String> = live
+        .iter()
+        .filter_map(|o| o["order_id"].as_str().map(str::to_string))
+        .collect();
+    let users: HashSet<&str> = live.iter().filter_map(|o| o["user_id"].as_str()).collect();
+    let mut v = Verdict {
+        winners: live.len() as u64,
+        paid: stats["orders_paid"].as_u64().unwrap_or(0),
+        persisted: stats["orders_persisted"].as_u64().unwrap_or(0),
+        remaining: stats["remaining"].as_u64(),
+        problems: Vec::new(),
+    };
+    if stats["orders_queued"].as_u64() != Some(0) {
+        v.problems.push(format!(
+            "{} orders still queued after 60 s",
+            stats["orders_queued"]
+        ));
+    }
+    let lost = acknowledged.difference(&ids).count();
+    if lost > 0 {
+        v.problems
+            .push(format!("{lost} acknowledged orders are not stored winners"));
+    }
+    let unacked = ids.difference(acknowledged).count();
+    if unacked > 0 {
+        v.problems.push(format!(
+            "{unacked} stored winners were never acknowledged (202) to this run"
+        ));
+    }
+    if users.len() != live.len() {
+        v.problems.push(format!(
+            "{} buyers hold more than one unit",
+            live.len() - users.len()
+        ));
+    }
+    if v.winners > stock {
+        v.problems
+            .push(format!("{} winners for {} units", v.winners, stock));
+    }
+    if saw_sold_out && v.winners != stock {
+        v.problems.push(format!(
+            "sold out with {} winners for {} units",
+            v.winners, stock
+        ));
+    }
+    if let (Some(rem), Some(sold)) = (v.remaining, stats["sold"].as_u64()) {
+        if rem + sold != stock {
+            v.problems
+                .push(format!("remaining {rem} + sold {sold} != stock {}", stock));
+        }
+    }
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::judge;
+    use serde_json::{json, Value};
+    use std::collections::HashSet;
+
+    fn row(id: &str, user: &str, status: &str) -> Value {
+        json!({ "order_id": id, "user_id": user, "status": status })
+    }
+
+    fn acked(ids: &[&str]) -> HashSet<String> {
+        ids.iter().map(|s| s.to_string()).collect()
+    }
+
+    fn stats(sold: u64, remaining: u64) -> Value {
+        json!({ "orders_queued": 0, "sold": sold, "remaining": remaining, "orders_persisted": sold })
+    }
+
+    #[test]
+    fn a_clean_sale_holds() {
+        let rows = [
+            row("a", "u1", "confirmed"),
+            row("b", "u2", "paid"),
+            row("c", "u3", "expired"),
+        ];
+        let v = judge(2, &acked(&["a", "b"]), true, &rows, &stats(2, 0));
+        assert!(v.problems.is_empty(), "{:?}", v.problems);
+        assert_eq!(v.winners, 2);
+    }
+
+    #[test]
+    fn every_broken_invariant_is_named() {
+        // An acknowledged order missing, a stored one never acknowledged.
+        let rows = [row("a", "u1", "confirmed"), row("x", "u2", "confirmed")];
+        let v = judge(2, &acked(&["a", "b"]), false, &rows, &stats(2, 0));
+        assert_eq!(v.problems.len(), 2, "{:?}", v.problems);
+        // A buyer twice, more winners than stock, stock not conserved.
+        let rows = [
+            row("a", "u1", "confirmed"),
+            row("b", "u1", "confirmed"),
+            row("c", "u3", "paid"),
+        ];
+        let v = judge(2, &acked(&["a", "b", "c"]), true, &rows, &stats(3, 1));
+        let all = v.problems.join("; ");
+        assert!(all.contains("more than one unit"), "{all}");
+        assert!(all.contains("3 winners for 2 units"), "{all}");
+        assert!(all.contains("sold out with 3 winners"), "{all}");
+        assert!(all.contains("remaining 1 + sold 3 != stock 2"), "{all}");
+        // Sold out told to buyers while a unit is left unsold.
+        let rows = [row("a", "u1", "confirmed")];
+        let v = judge(2, &acked(&["a"]), true, &rows, &stats(1, 1));
+        assert_eq!(
+            v.problems,
+            vec!["sold out with 1 winners for 2 units".to_string()]
+        );
+    }
+}
