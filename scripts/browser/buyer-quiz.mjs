@@ -296,8 +296,11 @@ async function journey(page, args, result, { left, screenshotPath, history, stat
     await page.waitForSelector('#pay', { state: 'hidden', timeout: Math.min(5000, left()) });
     result.expired_text = ((await page.textContent('#result')) || '').trim();
     if (!/\bexpired\b/.test(result.expired_text)) throw new Error('"expired" not shown: ' + JSON.stringify(result.expired_text));
-    // The unit went back on sale: the buyer may grab again (the button is enabled while the sale is live).
-    result.grab_enabled_after_expiry = await page.isEnabled('#grab');
+    // The unit went back on sale: the buyer may grab again. The button comes back once the page has its
+    // grab path again (fetched after the expiry), so wait for it, bounded.
+    result.grab_enabled_after_expiry = await page
+      .waitForSelector('#grab:not([disabled])', { timeout: Math.min(5000, left()) })
+      .then(() => true, () => false);
   }
   result.final_status = await page.getAttribute('#result', 'data-order-status');
 
