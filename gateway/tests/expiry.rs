@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::expiry::{assert_final, buy, order, pay, pay_all, stats_until, Bought};
+use common::expiry::{assert_final, buy, order, pay, pay_all, settle_race, stats_until, Bought};
 use common::{now_ms, sqlite, users, Server};
 use serde_json::json;
 use std::time::{Duration, Instant};
@@ -184,24 +184,7 @@ async fn payments_racing_the_deadline_end_exactly_one_way() {
             == N as u64
     })
     .await;
-    let (mut paid, mut expired) = (0u64, 0u64);
-    for (b, status, code) in &answers {
-        let final_status = order(&s, b).await["status"]
-            .as_str()
-            .expect("status")
-            .to_string();
-        match (*status, code.as_str()) {
-            (200, _) => {
-                assert_eq!(final_status, "paid", "{}", b.order_id);
-                paid += 1;
-            }
-            (409, "order_expired") => {
-                assert_eq!(final_status, "expired", "{}", b.order_id);
-                expired += 1;
-            }
-            other => panic!("{}: unexpected answer {other:?}", b.order_id),
-        }
-    }
+    let (paid, expired) = settle_race(&s, &answers).await;
     assert_eq!(paid + expired, N as u64);
     assert!(
         paid > 0 && expired > 0,

@@ -123,3 +123,29 @@ pub async fn admin_get(g: &Server, path: &str) -> Value {
     );
     r.json()
 }
+
+/// Checks each payment answer of a payment-vs-expiry race against the
+/// order's final status (read from `g`): 200 means paid, 409
+/// `order_expired` means expired, anything else fails. Returns
+/// `(paid, expired)`.
+pub async fn settle_race(g: &Server, answers: &[(Bought, u16, String)]) -> (u64, u64) {
+    let (mut paid, mut expired) = (0u64, 0u64);
+    for (b, status, code) in answers {
+        let final_status = order(g, b).await["status"]
+            .as_str()
+            .expect("status")
+            .to_string();
+        match (*status, code.as_str()) {
+            (200, _) => {
+                assert_eq!(final_status, "paid", "{}", b.order_id);
+                paid += 1;
+            }
+            (409, "order_expired") => {
+                assert_eq!(final_status, "expired", "{}", b.order_id);
+                expired += 1;
+            }
+            other => panic!("{}: unexpected answer {other:?}", b.order_id),
+        }
+    }
+    (paid, expired)
+}
