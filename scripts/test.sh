@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The project's test command (README "Run the tests"; CI calls it too):
-# formatting, lints, every test of the workspace, a 10 s seckill-bench smoke,
+# formatting, lints, every test of the workspace, the criterion benches once each, a 10 s seckill-bench smoke,
 # the fuzz targets for a bounded time, then schemathesis against a live server. Fails on the first error.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,6 +21,8 @@ echo "== cargo clippy (warnings are errors)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== cargo test"
 cargo test --workspace --locked
+echo "== criterion benches, each benchmark once (test mode, debug build; Redis for redis_lua)"
+cargo test -p bench --benches --locked
 echo "== seckill-bench smoke (10 s open loop, the sale's invariants checked)"
 bash scripts/bench-smoke.sh
 echo "== fuzz (cargo-fuzz, every target for FUZZ_SECONDS, default 20 s)"

@@ -56,24 +56,24 @@ impl Conn {
     /// Sends one request and reads the whole answer; reconnects once when
     /// the server closed the connection (an idle timeout, a refusal that
     /// closes it).
-    pub async fn send(
-        &mut self,
-        method: &str,
-        path: &str,
-        token: &str,
-        body: &'static [u8],
-    ) -> anyhow::Result<(u16, Bytes)> {
+    pub async fn send(&mut self, req: crate::run::Req) -> anyhow::Result<(u16, Bytes)> {
         if self.sender.ready().await.is_err() {
             *self = Self::open(&self.authority).await?;
         }
-        let req = http::Request::builder()
-            .method(method)
-            .uri(path)
-            .header("host", &self.authority)
-            .header("authorization", format!("Bearer {token}"))
-            .header("content-type", "application/json")
-            .body(Full::new(Bytes::from_static(body)))?;
-        let resp = self.sender.send_request(req).await?;
+        let mut b = http::Request::builder()
+            .method(req.method)
+            .uri(&*req.path)
+            .header("host", &self.authority);
+        if let Some(token) = &req.token {
+            b = b.header("authorization", format!("Bearer {token}"));
+        }
+        if !req.body.is_empty() {
+            b = b.header("content-type", "application/json");
+        }
+        let resp = self
+            .sender
+            .send_request(b.body(Full::new(req.body))?)
+            .await?;
         let status = resp.status().as_u16();
         let body = resp.into_body().collect().await?.to_bytes();
         Ok((status, body))

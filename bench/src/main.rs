@@ -17,25 +17,91 @@
 
 mod charts;
 mod client;
+mod produce;
+mod report;
 mod run;
 mod sale;
 
-use clap::Parser;
+use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
 #[derive(Debug, Parser)]
 #[command(
     name = "seckill-bench",
     version,
-    about = "Load generator for the seckill gateway, with the sale's invariants checked"
+    about = "Load generator for the seckill gateway, with the sale's invariants checked",
+    args_conflicts_with_subcommands = true
 )]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Option<Cmd>,
+    #[command(flatten)]
+    run: Args,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// The broker's own produce limit: an idempotent, acks=all producer
+    /// (the order log's settings) sending messages of one size as fast as
+    /// the broker takes them (bench/limits.sh).
+    Produce(produce::Args),
+    /// Writes BENCHMARKS.md from the results bench/limits.sh collected.
+    Report(report::Args),
+    /// Prints a Redis ledger script (for `redis-cli SCRIPT LOAD`, so
+    /// `redis-benchmark` can run it by `EVALSHA`).
+    Lua {
+        /// `reserve` (the grab's script).
+        #[arg(value_parser = ["reserve"])]
+        name: String,
+    },
+}
+
+/// What each request of a run is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Mode {
+    /// `POST` grab, a new buyer per request (no quiz, no hidden path).
+    Grab,
+    /// The whole funnel: hidden path and quiz. Before the clock starts,
+    /// every buyer fetches its grab path and a quiz question (answered from
+    /// the load-test export), so the timed part sends only grabs, each
+    /// with its own single-use quiz token.
+    Funnel,
+    /// `GET /api/v1/campaigns/{id}` (the item page's data).
+    Campaign,
+    /// `GET --path` on `--url`, with no sale (a static page, `/healthz`).
+    Get,
+}
+
+#[derive(Debug, clap::Args)]
 pub struct Args {
     /// The gateway (or the load balancer in front of several).
     #[arg(long, env = "SECKILL_URL", default_value = "http://127.0.0.1:8080")]
     pub url: String,
     /// The admin token, to set the campaign up and read the sale back.
+    /// Needed by every mode but `get`.
     #[arg(long, env = "SECKILL_ADMIN_TOKEN", hide_env_values = true)]
-    pub admin_token: String,
+    pub admin_token: Option<String>,
+    /// What each request is.
+    #[arg(long, value_enum, default_value_t = Mode::Grab)]
+    pub mode: Mode,
+    /// The path `--mode get` requests.
+    #[arg(long, default_value = "/healthz")]
+    pub path: String,
+    /// `--mode funnel`: buyers prepared before the clock (grab path and
+    /// quiz token each); the run ends early when they are used up.
+    #[arg(long, default_value_t = 100_000)]
+    pub funnel_buyers: u64,
+    /// A name for this run, carried into the JSON report (bench/limits.sh).
+    #[arg(long)]
+    pub label: Option<String>,
+    /// How long the read-back waits for the order writer to store every
+    /// acknowledged order (a writer at its ceiling drains a big sale slowly).
+    #[arg(long, default_value_t = 120)]
+    pub drain_wait_s: u64,
+    /// Send the load but do not read the sale back (to build a backlog for
+    /// a writer that is stopped); the run then proves nothing about the sale.
+    #[arg(long)]
+    pub no_verify: bool,
     /// The gateway's HS256 secret: buyer tokens are then signed here, on the
     /// fly (any number of buyers, no memory); without it they are minted by
     /// the admin API before the run (10,000 per call).
@@ -71,11 +137,19 @@ pub struct Args {
 }
 
 fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
+    let cli = Cli::parse();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    let ok = runtime.block_on(run::main(args))?;
+    let ok = match cli.cmd {
+        Some(Cmd::Produce(a)) => runtime.block_on(produce::main(a))?,
+        Some(Cmd::Report(a)) => report::main(&a)?,
+        Some(Cmd::Lua { .. }) => {
+            print!("{}", stock_ledger::scripts::RESERVE);
+            true
+        }
+        None => runtime.block_on(run::main(cli.run))?,
+    };
     if !ok {
         std::process::exit(1);
     }

@@ -2,8 +2,10 @@
 //! connections, report, read the sale back.
 
 use crate::client::{authority, Admin, Conn};
-use crate::sale::{self, Buyers};
-use crate::Args;
+use crate::sale::{self, Buyers, Fixture};
+use crate::{Args, Mode};
+use anyhow::Context;
+use bytes::Bytes;
 use hdrhistogram::Histogram;
 use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -60,58 +62,145 @@ struct Live {
     sold_out: AtomicBool,
 }
 
+/// One request of a run.
+pub struct Req {
+    pub method: &'static str,
+    pub path: Arc<str>,
+    pub token: Option<String>,
+    pub body: Bytes,
+}
+
+/// How request `i` of a run is made.
+enum Plan {
+    Grab {
+        path: Arc<str>,
+        buyers: Arc<Buyers>,
+        users: u64,
+    },
+    Funnel(Arc<Vec<Fixture>>),
+    Get(Arc<str>),
+}
+
+impl Plan {
+    /// Request `i`, or `None` when the run has no more (the funnel's
+    /// prepared buyers are used up).
+    fn request(&self, i: u64) -> anyhow::Result<Option<Req>> {
+        Ok(Some(match self {
+            Self::Grab {
+                path,
+                buyers,
+                users,
+            } => Req {
+                method: "POST",
+                path: Arc::clone(path),
+                token: Some(buyers.token(i % users)?),
+                body: Bytes::from_static(b"{}"),
+            },
+            Self::Funnel(fixtures) => {
+                let Some(f) = usize::try_from(i).ok().and_then(|i| fixtures.get(i)) else {
+                    return Ok(None);
+                };
+                Req {
+                    method: "POST",
+                    path: Arc::clone(&f.path),
+                    token: Some(f.token.clone()),
+                    body: f.body.clone(),
+                }
+            }
+            Self::Get(path) => Req {
+                method: "GET",
+                path: Arc::clone(path),
+                token: None,
+                body: Bytes::new(),
+            },
+        }))
+    }
+}
+
 pub async fn main(args: Args) -> anyhow::Result<bool> {
-    let admin = Admin::new(&args.url, &args.admin_token);
     let authority = authority(&args.url)?;
-    let c = sale::setup(&admin, args.campaign.as_deref(), args.stock, LEAD).await?;
-    let run_tag = c.id.trim_start_matches("bench-").to_string();
+    // The sale, for every mode but `get`.
+    let sale = if args.mode == Mode::Get {
+        None
+    } else {
+        let token = args
+            .admin_token
+            .as_deref()
+            .context("--admin-token (or SECKILL_ADMIN_TOKEN) is needed to set the sale up")?;
+        let admin = Admin::new(&args.url, token);
+        let funnel = args.mode == Mode::Funnel;
+        let c = sale::setup(&admin, args.campaign.as_deref(), args.stock, LEAD, funnel).await?;
+        Some((admin, c))
+    };
+    let users = args.users.max(1);
     eprintln!(
-        "seckill-bench: campaign {} ({} units), {} buyers ({}), {} connections, {} for {} s",
-        c.id,
-        c.stock,
-        args.users,
-        if args.jwt_secret.is_some() {
-            "tokens signed here"
-        } else {
-            "tokens minted by the admin API"
-        },
+        "seckill-bench: {:?} {}, {} connections, {} for {} s",
+        args.mode,
+        sale.as_ref().map_or(args.path.clone(), |(_, c)| format!(
+            "on campaign {} ({} units), {users} buyers ({})",
+            c.id,
+            c.stock,
+            if args.jwt_secret.is_some() {
+                "tokens signed here"
+            } else {
+                "tokens minted by the admin API"
+            },
+        )),
         args.connections,
         args.rate.map_or("closed loop".to_string(), |r| format!(
             "open loop at {r} req/s"
         )),
         args.duration_s
     );
-    let buyers =
-        Arc::new(Buyers::new(&admin, args.jwt_secret.as_deref(), &run_tag, args.users).await?);
+    let plan = match &sale {
+        None => Plan::Get(args.path.as_str().into()),
+        Some((_, c)) if args.mode == Mode::Campaign => {
+            Plan::Get(format!("/api/v1/campaigns/{}", c.id).into())
+        }
+        Some((admin, c)) => {
+            let run_tag = c.id.trim_start_matches("bench-").to_string();
+            let count = if args.mode == Mode::Funnel {
+                users.min(args.funnel_buyers)
+            } else {
+                users
+            };
+            let buyers =
+                Arc::new(Buyers::new(admin, args.jwt_secret.as_deref(), &run_tag, count).await?);
+            if args.mode == Mode::Funnel {
+                wait_for_start(admin, c).await?;
+                let fixtures =
+                    sale::funnel_fixtures(admin, &authority, c, &buyers, count, args.connections)
+                        .await?;
+                Plan::Funnel(Arc::new(fixtures))
+            } else {
+                Plan::Grab {
+                    path: format!("/api/v1/campaigns/{}/grab", c.id).into(),
+                    buyers,
+                    users,
+                }
+            }
+        }
+    };
     let mut conns = Vec::with_capacity(args.connections);
     for _ in 0..args.connections {
         conns.push(Conn::open(&authority).await?);
     }
-    // Start on the campaign's start (the gateway's clock, as read just now).
-    let now_ms = admin.call("GET", "/api/v1/time", None).await?["now_ms"]
-        .as_u64()
-        .unwrap_or(0);
-    tokio::time::sleep(Duration::from_millis(
-        c.starts_at_ms.saturating_sub(now_ms) + 20,
-    ))
-    .await;
+    if let Some((admin, c)) = &sale {
+        wait_for_start(admin, c).await?;
+    }
 
     let seconds = usize::try_from(args.duration_s)
         .unwrap_or(usize::MAX)
         .max(1)
         + 1;
     let live = Arc::new(Live::default());
+    let plan = Arc::new(plan);
     let start = Instant::now();
     let end = start + Duration::from_secs(args.duration_s);
-    let grab_path: Arc<str> = format!("/api/v1/campaigns/{}/grab", c.id).into();
     let mut tasks = Vec::new();
     for mut conn in conns {
-        let (live, buyers, path) = (
-            Arc::clone(&live),
-            Arc::clone(&buyers),
-            Arc::clone(&grab_path),
-        );
-        let (rate, users) = (args.rate, args.users.max(1));
+        let (live, plan) = (Arc::clone(&live), Arc::clone(&plan));
+        let rate = args.rate;
         tasks.push(tokio::spawn(async move {
             let mut t = Tally::new(seconds)?;
             loop {
@@ -134,8 +223,8 @@ pub async fn main(args: Args) -> anyhow::Result<bool> {
                         now
                     }
                 };
-                let token = buyers.token(i % users)?;
-                let result = conn.send("POST", &path, &token, b"{}").await;
+                let Some(req) = plan.request(i)? else { break };
+                let result = conn.send(req).await;
                 let done = Instant::now();
                 let us =
                     u64::try_from(done.duration_since(intended).as_micros()).unwrap_or(u64::MAX);
@@ -159,6 +248,7 @@ pub async fn main(args: Args) -> anyhow::Result<bool> {
                             None => "202 without order_id".to_string(),
                         }
                     }
+                    Ok((status @ 200..=299, _)) => format!("{status}"),
                     Ok((status, body)) => {
                         let v: serde_json::Value =
                             serde_json::from_slice(&body).unwrap_or_default();
@@ -209,20 +299,36 @@ pub async fn main(args: Args) -> anyhow::Result<bool> {
     progress.abort();
     let elapsed = start.elapsed().as_secs_f64();
     let acknowledged: HashSet<String> = total.acknowledged.iter().cloned().collect();
-    let verdict = sale::verify(
-        &admin,
-        &c,
-        &acknowledged,
-        live.sold_out.load(Ordering::Relaxed),
-    )
-    .await?;
+    // Only grabs make a sale to check.
+    let verdict = match &sale {
+        Some((admin, c)) if matches!(args.mode, Mode::Grab | Mode::Funnel) && !args.no_verify => {
+            Some(
+                sale::verify(
+                    admin,
+                    c,
+                    &acknowledged,
+                    live.sold_out.load(Ordering::Relaxed),
+                    Duration::from_secs(args.drain_wait_s),
+                )
+                .await?,
+            )
+        }
+        _ => None,
+    };
 
     let answered: u64 = total.outcomes.values().sum();
+    let errors = live.failed.load(Ordering::Relaxed);
     let h = &total.latency;
     let ms = |q: f64| h.value_at_quantile(q) as f64 / 1000.0;
-    println!("seckill-bench report");
     println!(
-        "  mode        {}",
+        "seckill-bench report{}",
+        args.label
+            .as_deref()
+            .map_or(String::new(), |l| format!(" ({l})"))
+    );
+    println!(
+        "  mode        {:?}, {}",
+        args.mode,
         args.rate.map_or("closed loop".to_string(), |r| format!(
             "open loop, {r} req/s intended (latency from the intended send time)"
         ))
@@ -243,25 +349,30 @@ pub async fn main(args: Args) -> anyhow::Result<bool> {
     for (k, n) in &total.outcomes {
         println!("    {k:<40} {n:>10}");
     }
-    println!(
-        "  sale        stock {}, winners {}, acknowledged {}, persisted {}, paid {}, remaining {}",
-        c.stock,
-        verdict.winners,
-        acknowledged.len(),
-        verdict.persisted,
-        verdict.paid,
-        verdict.remaining.map_or("?".to_string(), |r| r.to_string())
-    );
-    let ok = verdict.problems.is_empty() && total.acknowledged.len() == acknowledged.len();
-    if ok {
-        println!("  invariants  hold (every 202 stored, nothing stored unacknowledged, no buyer twice, stock conserved)");
-    } else {
-        for p in &verdict.problems {
-            println!("  VIOLATED    {p}");
+    let mut ok = errors == 0 || verdict.is_some();
+    if let (Some(v), Some((_, c))) = (&verdict, &sale) {
+        println!(
+            "  sale        stock {}, winners {}, acknowledged {}, persisted {}, paid {}, remaining {}",
+            c.stock,
+            v.winners,
+            acknowledged.len(),
+            v.persisted,
+            v.paid,
+            v.remaining.map_or("?".to_string(), |r| r.to_string())
+        );
+        ok = v.problems.is_empty() && total.acknowledged.len() == acknowledged.len();
+        if ok {
+            println!("  invariants  hold (every 202 stored, nothing stored unacknowledged, no buyer twice, stock conserved)");
+        } else {
+            for p in &v.problems {
+                println!("  VIOLATED    {p}");
+            }
+            if total.acknowledged.len() != acknowledged.len() {
+                println!("  VIOLATED    one order id acknowledged twice");
+            }
         }
-        if total.acknowledged.len() != acknowledged.len() {
-            println!("  VIOLATED    one order id acknowledged twice");
-        }
+    } else if errors > 0 {
+        println!("  FAILED      {errors} requests got no answer");
     }
     if let Some(dir) = &args.svg_dir {
         let files = crate::charts::write(dir, &total.latency, &total.per_second, args.rate)?;
@@ -271,21 +382,39 @@ pub async fn main(args: Args) -> anyhow::Result<bool> {
     }
     if args.json {
         let report = serde_json::json!({
-            "campaign_id": c.id,
+            "label": args.label,
+            "mode": format!("{:?}", args.mode).to_lowercase(),
+            "rate": args.rate,
+            "connections": args.connections,
+            "campaign_id": sale.as_ref().map(|(_, c)| c.id.clone()),
             "requests": answered,
+            "errors": errors,
             "seconds": elapsed,
             "requests_per_s": answered as f64 / elapsed,
             "latency_ms": { "p50": ms(0.5), "p90": ms(0.9), "p99": ms(0.99), "p99_9": ms(0.999), "max": h.max() as f64 / 1000.0 },
             "outcomes": total.outcomes,
-            "stock": c.stock,
-            "winners": verdict.winners,
+            "stock": sale.as_ref().map(|(_, c)| c.stock),
+            "accepted": acknowledged.len(),
+            "winners": verdict.as_ref().map(|v| v.winners),
             "acknowledged": acknowledged.len(),
-            "invariants_hold": ok,
-            "problems": verdict.problems,
+            "invariants_hold": verdict.as_ref().map(|_| ok),
+            "problems": verdict.as_ref().map(|v| v.problems.clone()).unwrap_or_default(),
         });
         println!("{report}");
     }
     Ok(ok)
+}
+
+/// Sleeps until the campaign's start (the gateway's clock, as read now).
+async fn wait_for_start(admin: &Admin, c: &sale::Campaign) -> anyhow::Result<()> {
+    let now_ms = admin.call("GET", "/api/v1/time", None).await?["now_ms"]
+        .as_u64()
+        .unwrap_or(0);
+    tokio::time::sleep(Duration::from_millis(
+        c.starts_at_ms.saturating_sub(now_ms) + 20,
+    ))
+    .await;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -1,10 +1,14 @@
 //! The sale a run measures: its campaign, its buyers, and the invariants
 //! read back through the admin API afterwards.
 
-use crate::client::Admin;
+use crate::client::{Admin, Conn};
+use crate::run::Req;
 use anyhow::{bail, Context};
+use bytes::Bytes;
 use serde_json::{json, Value};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// The campaign a run grabs on.
@@ -16,24 +20,22 @@ pub struct Campaign {
     pub starts_at_ms: u64,
 }
 
-/// Creates a `load_test` campaign of `stock` units, no quiz, one unit per
-/// buyer, starting `lead` from now on the gateway's clock.
+/// Creates a `load_test` campaign of `stock` units, one unit per buyer,
+/// starting `lead` from now on the gateway's clock; `funnel`: with a quiz
+/// (1,000 questions) and a hidden grab path, else with neither.
 pub async fn setup(
     admin: &Admin,
     id: Option<&str>,
     stock: u64,
     lead: Duration,
+    funnel: bool,
 ) -> anyhow::Result<Campaign> {
     let now = admin.call("GET", "/api/v1/time", None).await?["now_ms"]
         .as_u64()
         .context("GET /api/v1/time: no now_ms")?;
     let id = id.map_or_else(|| format!("bench-{now:x}"), str::to_string);
     let starts_at_ms = now + u64::try_from(lead.as_millis()).unwrap_or(u64::MAX);
-    admin
-        .call(
-            "POST",
-            "/admin/v1/campaigns",
-            Some(json!({
+    let mut spec = json!({
                 "id": id,
                 "title": "seckill-bench",
                 "price_cents": 100,
@@ -42,21 +44,135 @@ pub async fn setup(
                 "ends_at_ms": starts_at_ms + 3_600_000,
                 "per_user_limit": 1,
                 "load_test": true,
-            })),
-        )
-        .await?;
+                "quiz": funnel,
+                "hidden_path": funnel,
+    });
+    if funnel {
+        spec["quiz_questions"] = json!(1_000);
+    }
     admin
-        .call(
-            "POST",
-            &format!("/admin/v1/campaigns/{id}/preload"),
-            Some(json!({})),
-        )
+        .call("POST", "/admin/v1/campaigns", Some(spec))
         .await?;
+    // Preload waits for the quiz images at most 10 s per call.
+    for _ in 0..60 {
+        let p = admin
+            .call(
+                "POST",
+                &format!("/admin/v1/campaigns/{id}/preload"),
+                Some(json!({})),
+            )
+            .await?;
+        if p["quiz_images"].is_null() || p["quiz_images"]["complete"] == json!(true) {
+            break;
+        }
+    }
     Ok(Campaign {
         id,
         stock,
         starts_at_ms,
     })
+}
+
+/// A grab that passes the whole funnel: the buyer's own grab path and a
+/// quiz token answered right (single use).
+#[derive(Debug)]
+pub struct Fixture {
+    pub token: String,
+    pub path: Arc<str>,
+    pub body: Bytes,
+}
+
+/// Walks `count` buyers through the steps before the grab, as a page would
+/// (`GET grab-path`, `GET quiz`), over `connections` connections, answers
+/// each question from the load-test export, and waits out the quiz's
+/// minimum answer time: the grabs are then ready to send. The campaign must
+/// have started.
+pub async fn funnel_fixtures(
+    admin: &Admin,
+    authority: &str,
+    c: &Campaign,
+    buyers: &Arc<Buyers>,
+    count: u64,
+    connections: usize,
+) -> anyhow::Result<Vec<Fixture>> {
+    let answers = admin
+        .call(
+            "GET",
+            &format!("/admin/v1/campaigns/{}/quiz-answers", c.id),
+            None,
+        )
+        .await?;
+    let answers: Arc<HashMap<String, String>> = Arc::new(
+        serde_json::from_value(answers["answers"].clone())
+            .context("quiz-answers: no answers map")?,
+    );
+    let next = Arc::new(AtomicU64::new(0));
+    let base: Arc<str> = format!("/api/v1/campaigns/{}", c.id).into();
+    let mut tasks = Vec::new();
+    let mut min_answer_ms = 0;
+    for _ in 0..connections.max(1) {
+        let (next, answers, base, buyers) = (
+            Arc::clone(&next),
+            Arc::clone(&answers),
+            Arc::clone(&base),
+            Arc::clone(buyers),
+        );
+        let mut conn = Conn::open(authority).await?;
+        tasks.push(tokio::spawn(async move {
+            let mut out = Vec::new();
+            let mut min_answer_ms = 0;
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= count {
+                    break;
+                }
+                let token = buyers.token(i)?;
+                let get = |path: String| Req {
+                    method: "GET",
+                    path: path.into(),
+                    token: Some(token.clone()),
+                    body: Bytes::new(),
+                };
+                let (status, body) = conn.send(get(format!("{base}/grab-path"))).await?;
+                if status != 200 {
+                    bail!(
+                        "GET grab-path: HTTP {status}: {}",
+                        String::from_utf8_lossy(&body)
+                    );
+                }
+                let gp: Value = serde_json::from_slice(&body)?;
+                let path = gp["grab_path"].as_str().context("no grab_path")?;
+                let (status, body) = conn.send(get(format!("{base}/quiz"))).await?;
+                if status != 200 {
+                    bail!(
+                        "GET quiz: HTTP {status}: {}",
+                        String::from_utf8_lossy(&body)
+                    );
+                }
+                let q: Value = serde_json::from_slice(&body)?;
+                let image = q["image_url"].as_str().context("no image_url")?;
+                let answer = answers
+                    .get(image)
+                    .with_context(|| format!("{image} is not in the quiz export"))?;
+                min_answer_ms = q["min_answer_ms"].as_u64().unwrap_or(1_000);
+                let body = json!({ "quiz_token": q["quiz_token"], "answer": answer });
+                out.push(Fixture {
+                    token,
+                    path: path.into(),
+                    body: Bytes::from(body.to_string()),
+                });
+            }
+            Ok::<_, anyhow::Error>((out, min_answer_ms))
+        }));
+    }
+    let mut fixtures = Vec::with_capacity(usize::try_from(count).unwrap_or(0));
+    for t in tasks {
+        let (mut part, ms) = t.await??;
+        fixtures.append(&mut part);
+        min_answer_ms = min_answer_ms.max(ms);
+    }
+    tokio::time::sleep(Duration::from_millis(min_answer_ms + 50)).await;
+    Ok(fixtures)
 }
 
 /// Buyer tokens: signed here, or minted by the admin API beforehand.
@@ -160,16 +276,17 @@ pub async fn verify(
     c: &Campaign,
     acknowledged: &HashSet<String>,
     saw_sold_out: bool,
+    drain_wait: Duration,
 ) -> anyhow::Result<Verdict> {
     let stats_path = format!("/admin/v1/campaigns/{}/stats", c.id);
-    let mut stats = Value::Null;
-    for _ in 0..240 {
-        stats = admin.call("GET", &stats_path, None).await?;
-        if stats["orders_queued"].as_u64() == Some(0) {
-            break;
+    let deadline = tokio::time::Instant::now() + drain_wait;
+    let stats = loop {
+        let stats = admin.call("GET", &stats_path, None).await?;
+        if stats["orders_queued"].as_u64() == Some(0) || tokio::time::Instant::now() >= deadline {
+            break stats;
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+    };
     let rows = admin
         .call(
             "GET",
@@ -207,7 +324,7 @@ pub fn judge(
     };
     if stats["orders_queued"].as_u64() != Some(0) {
         v.problems.push(format!(
-            "{} orders still queued after 60 s",
+            "{} orders still queued when the read-back gave up waiting",
             stats["orders_queued"]
         ));
     }

@@ -8,50 +8,101 @@
 //! campaign's stock is capped by the engine).
 
 use dashmap::DashMap;
-use engine::{Order, OrderId, OrderRecord, OrderStatus};
+use engine::{CampaignId, Order, OrderId, OrderRecord, OrderStatus, UserId};
 use std::sync::Arc;
 
 /// How often one order's status may be read through to the store: a buyer
 /// polling every few hundred ms costs the store one read per second.
 pub const ORDER_RECHECK_MS: u64 = 1_000;
 
+/// An order as a look-up answers it.
 #[derive(Debug, Clone)]
 pub struct IndexedOrder {
     pub record: Arc<OrderRecord>,
     pub status: OrderStatus,
+}
+
+/// An order as the index keeps it: fixed size and no allocation of its own
+/// (the campaign id is the campaign's shared `Arc`, the user id the one the
+/// grab's request and the ledger share; the order id is the map's key, as
+/// its 128 bits), because a big sale keeps one per winner.
+#[derive(Debug)]
+struct Slot {
+    campaign_id: CampaignId,
+    user_id: UserId,
+    n: u32,
+    status: OrderStatus,
+    price_cents: u64,
+    created_at_ms: u64,
+    pay_by_ms: u64,
     /// When the store was last asked about this order (monotonic ms; 0 = never).
     checked_at_ms: u64,
 }
 
+impl Slot {
+    fn new(r: OrderRecord, status: OrderStatus, checked_at_ms: u64) -> Self {
+        Self {
+            campaign_id: r.campaign_id,
+            user_id: r.user_id,
+            n: r.n,
+            status,
+            price_cents: r.price_cents,
+            created_at_ms: r.created_at_ms,
+            pay_by_ms: r.pay_by_ms,
+            checked_at_ms,
+        }
+    }
+
+    fn record(&self, id: &OrderId) -> Arc<OrderRecord> {
+        Arc::new(OrderRecord {
+            order_id: id.clone(),
+            campaign_id: self.campaign_id.clone(),
+            user_id: self.user_id.clone(),
+            n: self.n,
+            price_cents: self.price_cents,
+            created_at_ms: self.created_at_ms,
+            pay_by_ms: self.pay_by_ms,
+        })
+    }
+}
+
+/// The map key of an order id: its 32 hex digits as a number (`OrderId`
+/// admits exactly that form; anything else would be in no index).
+fn key(id: &OrderId) -> Option<u128> {
+    let s = id.as_str();
+    if s.len() != engine::ids::ORDER_ID_LEN {
+        return None;
+    }
+    u128::from_str_radix(s, 16).ok()
+}
+
 #[derive(Debug, Default)]
 pub struct OrderIndex {
-    orders: DashMap<OrderId, IndexedOrder>,
+    orders: DashMap<u128, Slot>,
 }
 
 impl OrderIndex {
     /// Records a durable order as queued; a known order is left as it is.
     pub fn insert_queued(&self, record: OrderRecord) {
-        self.orders
-            .entry(record.order_id.clone())
-            .or_insert_with(|| IndexedOrder {
-                record: Arc::new(record),
-                status: OrderStatus::Queued,
-                checked_at_ms: 0,
-            });
+        if let Some(k) = key(&record.order_id) {
+            self.orders
+                .entry(k)
+                .or_insert_with(|| Slot::new(record, OrderStatus::Queued, 0));
+        }
     }
 
     /// Records what the store says about an order, read at `now_ms`: its
     /// status only moves forward (a read that raced a payment on this
     /// gateway cannot undo it). Returns the record to answer with.
     pub fn insert_stored(&self, order: Order, now_ms: u64) -> Arc<OrderRecord> {
+        let Some(k) = key(&order.record.order_id) else {
+            return Arc::new(order.record);
+        };
+        let id = order.record.order_id.clone();
         let mut e = self
             .orders
-            .entry(order.record.order_id.clone())
-            .or_insert_with(|| IndexedOrder {
-                record: Arc::new(order.record),
-                status: order.status,
-                checked_at_ms: now_ms,
-            });
+            .entry(k)
+            .or_insert_with(|| Slot::new(order.record, order.status, now_ms));
         let o = e.value_mut();
         o.checked_at_ms = o.checked_at_ms.max(now_ms);
         if o.status != order.status && o.status.can_become(order.status) {
@@ -61,14 +112,14 @@ impl OrderIndex {
             // "on its way".
             o.status = order.status;
         }
-        Arc::clone(&o.record)
+        o.record(&id)
     }
 
     /// Whether the store should be asked about `id` now: true at most once
     /// per `ORDER_RECHECK_MS` per order (the caller that gets true does the
     /// read; concurrent pollers answer from the index meanwhile).
     pub fn due_for_recheck(&self, id: &OrderId, now_ms: u64) -> bool {
-        match self.orders.get_mut(id) {
+        match key(id).and_then(|k| self.orders.get_mut(&k)) {
             Some(mut o) => {
                 let due = o.checked_at_ms == 0
                     || now_ms.saturating_sub(o.checked_at_ms) >= ORDER_RECHECK_MS;
@@ -83,7 +134,7 @@ impl OrderIndex {
 
     /// Moves an order to `to` if that transition is legal; returns whether it moved.
     pub fn advance(&self, id: &OrderId, to: OrderStatus) -> bool {
-        match self.orders.get_mut(id) {
+        match key(id).and_then(|k| self.orders.get_mut(&k)) {
             Some(mut o) if o.status != to && o.status.can_become(to) => {
                 o.status = to;
                 true
@@ -93,7 +144,11 @@ impl OrderIndex {
     }
 
     pub fn get(&self, id: &OrderId) -> Option<IndexedOrder> {
-        self.orders.get(id).map(|o| o.clone())
+        let o = self.orders.get(&key(id)?)?;
+        Some(IndexedOrder {
+            record: o.record(id),
+            status: o.status,
+        })
     }
 
     pub fn len(&self) -> usize {
@@ -168,5 +223,20 @@ mod tests {
         assert!(!idx.due_for_recheck(&r.order_id, 500));
         assert!(idx.due_for_recheck(&r.order_id, 10 + ORDER_RECHECK_MS));
         assert!(!idx.due_for_recheck(&r.order_id, 11 + ORDER_RECHECK_MS));
+    }
+
+    #[test]
+    fn ids_are_keyed_by_their_128_bits_and_answer_whole() {
+        let idx = OrderIndex::default();
+        let mut r = record();
+        // Leading zeros survive: the answer carries the id asked with.
+        r.order_id = OrderId::parse("000000000000000000000000000000ff").unwrap();
+        idx.insert_queued(r.clone());
+        let got = idx.get(&r.order_id).unwrap();
+        assert_eq!(*got.record, r);
+        assert_eq!(got.status, OrderStatus::Queued);
+        let other = OrderId::parse("100000000000000000000000000000ff").unwrap();
+        assert!(idx.get(&other).is_none());
+        assert_eq!(idx.len(), 1);
     }
 }

@@ -13,7 +13,7 @@ const CREATE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// One topic to create when missing.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct TopicSpec<'a> {
+pub struct TopicSpec<'a> {
     pub name: &'a str,
     pub partitions: i32,
     pub replication_factor: i32,
@@ -21,7 +21,7 @@ pub(crate) struct TopicSpec<'a> {
 
 /// Creates each topic unless it exists. An existing topic is left as it is,
 /// whatever its partition count: the first creator wins.
-pub(crate) async fn ensure_topics(brokers: &str, topics: &[TopicSpec<'_>]) -> Result<(), LogError> {
+pub async fn ensure_topics(brokers: &str, topics: &[TopicSpec<'_>]) -> Result<(), LogError> {
     for t in topics {
         if t.name.is_empty() {
             return Err(LogError::Config("topic names must not be empty"));

@@ -20,6 +20,7 @@
 //! `Unknown`, because a unit released for a record that is in the log oversells.
 
 mod admin;
+pub use admin::{ensure_topics, TopicSpec};
 mod consumer;
 mod outcome;
 mod producer;
