@@ -78,6 +78,26 @@ impl Conn {
         let body = resp.into_body().collect().await?.to_bytes();
         Ok((status, body))
     }
+
+    /// `GET path` as `token`'s buyer; the JSON of a 200, else an error
+    /// naming the path, the status and the answer.
+    pub async fn get_json(&mut self, path: &str, token: &str) -> anyhow::Result<serde_json::Value> {
+        let (status, body) = self
+            .send(crate::run::Req {
+                method: "GET",
+                path: path.into(),
+                token: Some(token.to_string()),
+                body: Bytes::new(),
+            })
+            .await?;
+        if status != 200 {
+            bail!(
+                "GET {path}: HTTP {status}: {}",
+                String::from_utf8_lossy(&body)
+            );
+        }
+        serde_json::from_slice(&body).with_context(|| format!("GET {path}: not JSON"))
+    }
 }
 
 /// The admin API (setup and read-back), pooled.

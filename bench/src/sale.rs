@@ -2,7 +2,6 @@
 //! read back through the admin API afterwards.
 
 use crate::client::{Admin, Conn};
-use crate::run::Req;
 use anyhow::{bail, Context};
 use bytes::Bytes;
 use serde_json::{json, Value};
@@ -127,29 +126,9 @@ pub async fn funnel_fixtures(
                     break;
                 }
                 let token = buyers.token(i)?;
-                let get = |path: String| Req {
-                    method: "GET",
-                    path: path.into(),
-                    token: Some(token.clone()),
-                    body: Bytes::new(),
-                };
-                let (status, body) = conn.send(get(format!("{base}/grab-path"))).await?;
-                if status != 200 {
-                    bail!(
-                        "GET grab-path: HTTP {status}: {}",
-                        String::from_utf8_lossy(&body)
-                    );
-                }
-                let gp: Value = serde_json::from_slice(&body)?;
+                let gp = conn.get_json(&format!("{base}/grab-path"), &token).await?;
                 let path = gp["grab_path"].as_str().context("no grab_path")?;
-                let (status, body) = conn.send(get(format!("{base}/quiz"))).await?;
-                if status != 200 {
-                    bail!(
-                        "GET quiz: HTTP {status}: {}",
-                        String::from_utf8_lossy(&body)
-                    );
-                }
-                let q: Value = serde_json::from_slice(&body)?;
+                let q = conn.get_json(&format!("{base}/quiz"), &token).await?;
                 let image = q["image_url"].as_str().context("no image_url")?;
                 let answer = answers
                     .get(image)
