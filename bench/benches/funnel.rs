@@ -44,6 +44,12 @@ fn campaign(now: u64) -> engine::Campaign {
         payment_window_s: None,
         load_test: None,
         stock_buckets: None,
+        waiting_room: None,
+        admit_per_s: None,
+        admitted_max: None,
+        admit_ttl_s: None,
+        stock_factor_pct: None,
+        queue_max: None,
     }
     .validate(id)
     .expect("valid campaign")

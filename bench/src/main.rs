@@ -70,6 +70,12 @@ pub enum Mode {
     Campaign,
     /// `GET --path` on `--url`, with no sale (a static page, `/healthz`).
     Get,
+    /// `POST .../queue`: buyers join a waiting-room campaign that starts
+    /// after the run (a pre-queue), each once (the run ends after
+    /// `--users` joins); read back: the room holds exactly the buyers
+    /// answered 200 (what a pre-queue costs: watch the gateway's RSS, or
+    /// Redis's `used_memory`, before and after).
+    Join,
 }
 
 #[derive(Debug, clap::Args)]

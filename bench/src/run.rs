@@ -79,6 +79,12 @@ enum Plan {
     },
     Funnel(Arc<Vec<Fixture>>),
     Get(Arc<str>),
+    /// Each buyer joins the queue once.
+    Join {
+        path: Arc<str>,
+        buyers: Arc<Buyers>,
+        users: u64,
+    },
 }
 
 impl Plan {
@@ -107,6 +113,17 @@ impl Plan {
                     body: f.body.clone(),
                 }
             }
+            Self::Join { path, buyers, users } => {
+                if i >= *users {
+                    return Ok(None);
+                }
+                Req {
+                    method: "POST",
+                    path: Arc::clone(path),
+                    token: Some(buyers.token(i)?),
+                    body: Bytes::from_static(b"{}"),
+                }
+            }
             Self::Get(path) => Req {
                 method: "GET",
                 path: Arc::clone(path),
@@ -128,8 +145,16 @@ pub async fn main(args: Args) -> anyhow::Result<bool> {
             .as_deref()
             .context("--admin-token (or SECKILL_ADMIN_TOKEN) is needed to set the sale up")?;
         let admin = Admin::new(&args.url, token);
-        let funnel = args.mode == Mode::Funnel;
-        let c = sale::setup(&admin, args.campaign.as_deref(), args.stock, LEAD, funnel).await?;
+        let (shape, lead) = match args.mode {
+            Mode::Funnel => (sale::Shape::Funnel, LEAD),
+            // The sale starts after the run: every join is pre-queued.
+            Mode::Join => (
+                sale::Shape::Room,
+                LEAD + Duration::from_secs(args.duration_s.saturating_add(60)),
+            ),
+            _ => (sale::Shape::Plain, LEAD),
+        };
+        let c = sale::setup(&admin, args.campaign.as_deref(), args.stock, lead, shape).await?;
         Some((admin, c))
     };
     let users = args.users.max(1);
@@ -166,7 +191,13 @@ pub async fn main(args: Args) -> anyhow::Result<bool> {
             };
             let buyers =
                 Arc::new(Buyers::new(admin, args.jwt_secret.as_deref(), &run_tag, count).await?);
-            if args.mode == Mode::Funnel {
+            if args.mode == Mode::Join {
+                Plan::Join {
+                    path: format!("/api/v1/campaigns/{}/queue", c.id).into(),
+                    buyers,
+                    users,
+                }
+            } else if args.mode == Mode::Funnel {
                 wait_for_start(admin, c).await?;
                 let fixtures =
                     sale::funnel_fixtures(admin, &authority, c, &buyers, count, args.connections)
@@ -185,7 +216,7 @@ pub async fn main(args: Args) -> anyhow::Result<bool> {
     for _ in 0..args.connections {
         conns.push(Conn::open(&authority).await?);
     }
-    if let Some((admin, c)) = &sale {
+    if let Some((admin, c)) = sale.as_ref().filter(|_| args.mode != Mode::Join) {
         wait_for_start(admin, c).await?;
     }
 
@@ -373,6 +404,30 @@ pub async fn main(args: Args) -> anyhow::Result<bool> {
         }
     } else if errors > 0 {
         println!("  FAILED      {errors} requests got no answer");
+    }
+    if let (Mode::Join, Some((admin, c)), false) = (args.mode, &sale, args.no_verify) {
+        let joined = total.outcomes.get("200").copied().unwrap_or(0);
+        // The room's numbers are refreshed every 100 ms: read until they
+        // agree, for at most two seconds.
+        let mut queued = None;
+        for _ in 0..20 {
+            let stats = admin
+                .call("GET", &format!("/admin/v1/campaigns/{}/stats", c.id), None)
+                .await?;
+            queued = stats["waiting_room"]["pre_queued"].as_u64();
+            if queued == Some(joined) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        println!(
+            "  queue       {joined} joins answered 200; the room holds {}",
+            queued.map_or("?".to_string(), |q| q.to_string())
+        );
+        if queued != Some(joined) {
+            println!("  VIOLATED    the room does not hold exactly the buyers who joined");
+            ok = false;
+        }
     }
     if let Some(dir) = &args.svg_dir {
         let files = crate::charts::write(dir, &total.latency, &total.per_second, args.rate)?;

@@ -19,16 +19,26 @@ pub struct Campaign {
     pub starts_at_ms: u64,
 }
 
+/// What a run's campaign asks of buyers besides the grab.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shape {
+    Plain,
+    /// A quiz (1,000 questions) and a hidden grab path.
+    Funnel,
+    /// A waiting room (up to 10,000,000 queued).
+    Room,
+}
+
 /// Creates a `load_test` campaign of `stock` units, one unit per buyer,
-/// starting `lead` from now on the gateway's clock; `funnel`: with a quiz
-/// (1,000 questions) and a hidden grab path, else with neither.
+/// starting `lead` from now on the gateway's clock, of the given shape.
 pub async fn setup(
     admin: &Admin,
     id: Option<&str>,
     stock: u64,
     lead: Duration,
-    funnel: bool,
+    shape: Shape,
 ) -> anyhow::Result<Campaign> {
+    let funnel = shape == Shape::Funnel;
     let now = admin.call("GET", "/api/v1/time", None).await?["now_ms"]
         .as_u64()
         .context("GET /api/v1/time: no now_ms")?;
@@ -48,6 +58,10 @@ pub async fn setup(
     });
     if funnel {
         spec["quiz_questions"] = json!(1_000);
+    }
+    if shape == Shape::Room {
+        spec["waiting_room"] = json!(true);
+        spec["queue_max"] = json!(10_000_000);
     }
     admin
         .call("POST", "/admin/v1/campaigns", Some(spec))

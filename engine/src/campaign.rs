@@ -58,6 +58,21 @@ pub struct CampaignSpec {
     /// Cluster); absent leaves the choice to the ledger.
     #[serde(default, deserialize_with = "present")]
     pub stock_buckets: Option<u32>,
+    /// Put buyers through a waiting room (`POST .../queue`) before the grab.
+    #[serde(default, deserialize_with = "present")]
+    pub waiting_room: Option<bool>,
+    /// The room's settings (waiting-room campaigns only); absent ones take
+    /// the defaults of [`crate::room`].
+    #[serde(default, deserialize_with = "present")]
+    pub admit_per_s: Option<u32>,
+    #[serde(default, deserialize_with = "present")]
+    pub admitted_max: Option<u32>,
+    #[serde(default, deserialize_with = "present")]
+    pub admit_ttl_s: Option<u32>,
+    #[serde(default, deserialize_with = "present")]
+    pub stock_factor_pct: Option<u32>,
+    #[serde(default, deserialize_with = "present")]
+    pub queue_max: Option<u64>,
 }
 
 /// An optional field that, when present, must hold a value of its type:
@@ -92,6 +107,9 @@ pub enum SpecError {
     StockBuckets,
     #[error("quiz_questions must be between {QUIZ_QUESTIONS_MIN} and {QUIZ_QUESTIONS_MAX}, and only with quiz")]
     QuizQuestions,
+    /// A waiting-room setting out of range, or given without `waiting_room`.
+    #[error("{0} is out of range or given without waiting_room: true (see the API document's waiting room)")]
+    Room(&'static str),
 }
 
 /// The operator's kill switch, independent of the clock.
@@ -165,6 +183,8 @@ pub struct Campaign {
     pub control: Control,
     /// Ledger buckets asked for; `None` leaves the choice to the ledger.
     pub stock_buckets: Option<u32>,
+    /// The waiting room's settings; `None`: no waiting room.
+    pub waiting_room: Option<crate::room::RoomConfig>,
 }
 
 impl CampaignSpec {
@@ -215,6 +235,20 @@ impl CampaignSpec {
             (true, Some(q)) if (QUIZ_QUESTIONS_MIN..=QUIZ_QUESTIONS_MAX).contains(&q) => q,
             (true, Some(_)) => return Err(SpecError::QuizQuestions),
         };
+        let patch = crate::room::RoomPatch {
+            admit_per_s: self.admit_per_s,
+            admitted_max: self.admitted_max,
+            admit_ttl_s: self.admit_ttl_s,
+            stock_factor_pct: self.stock_factor_pct,
+            queue_max: self.queue_max,
+        };
+        let waiting_room = if self.waiting_room.unwrap_or(false) {
+            Some(patch.apply(crate::room::RoomConfig::default()).map_err(SpecError::Room)?)
+        } else if let Some(field) = patch.first_given() {
+            return Err(SpecError::Room(field));
+        } else {
+            None
+        };
         Ok(Campaign {
             id: self.id.unwrap_or(fallback_id),
             title,
@@ -230,6 +264,7 @@ impl CampaignSpec {
             load_test: self.load_test.unwrap_or(false),
             control: Control::Active,
             stock_buckets: self.stock_buckets,
+            waiting_room,
         })
     }
 }
@@ -285,6 +320,12 @@ pub(crate) mod tests {
             payment_window_s: None,
             load_test: None,
             stock_buckets: None,
+            waiting_room: None,
+            admit_per_s: None,
+            admitted_max: None,
+            admit_ttl_s: None,
+            stock_factor_pct: None,
+            queue_max: None,
         }
     }
 
@@ -305,6 +346,21 @@ pub(crate) mod tests {
         assert_eq!(c.quiz_questions, QUIZ_QUESTIONS_DEFAULT);
         assert_eq!(campaign().quiz_questions, 0);
         assert!(!campaign().hidden_path);
+    }
+
+    #[test]
+    fn waiting_rooms_take_defaults_and_overrides() {
+        assert_eq!(campaign().waiting_room, None);
+        let c = CampaignSpec {
+            waiting_room: Some(true),
+            admit_per_s: Some(50),
+            ..spec()
+        }
+        .validate(CampaignId::parse("w").unwrap())
+        .unwrap();
+        let room = c.waiting_room.unwrap();
+        assert_eq!(room.admit_per_s, 50);
+        assert_eq!(room.admit_ttl_s, crate::room::ADMIT_TTL_S_DEFAULT);
     }
 
     #[test]
@@ -428,6 +484,21 @@ pub(crate) mod tests {
                 },
                 SpecError::StockBuckets,
             ),
+            (
+                CampaignSpec {
+                    admit_per_s: Some(10),
+                    ..spec()
+                },
+                SpecError::Room("admit_per_s"),
+            ),
+            (
+                CampaignSpec {
+                    waiting_room: Some(true),
+                    admit_ttl_s: Some(1),
+                    ..spec()
+                },
+                SpecError::Room("admit_ttl_s"),
+            ),
         ];
         for (s, want) in cases {
             assert_eq!(s.validate(fid()).unwrap_err(), want);
@@ -442,7 +513,8 @@ pub(crate) mod tests {
             "id": "c1", "title": "Phone", "price_cents": 1, "stock": 2,
             "starts_at_ms": 1, "ends_at_ms": 2, "per_user_limit": 1, "quiz": true,
             "quiz_questions": 10, "hidden_path": true, "payment_window_s": 9,
-            "load_test": true, "stock_buckets": 2,
+            "load_test": true, "stock_buckets": 2, "waiting_room": true, "admit_per_s": 10,
+            "admitted_max": 10, "admit_ttl_s": 60, "stock_factor_pct": 150, "queue_max": 100,
         });
         let parse = |v: &serde_json::Value| serde_json::from_value::<CampaignSpec>(v.clone());
         let spec = parse(&full).unwrap();
@@ -451,7 +523,7 @@ pub(crate) mod tests {
             (Some(1), Some(2))
         );
         let fields: Vec<String> = full.as_object().unwrap().keys().cloned().collect();
-        assert_eq!(fields.len(), 13);
+        assert_eq!(fields.len(), 19);
         for field in fields {
             let mut nulled = full.clone();
             nulled[&field] = serde_json::Value::Null;

@@ -11,6 +11,7 @@ pub mod ids;
 pub mod order;
 pub mod ports;
 pub mod reconcile;
+pub mod room;
 
 pub use admission::{admit, Rejection};
 pub use campaign::{Campaign, CampaignSpec, CampaignState, Control, SpecError};

@@ -6,6 +6,7 @@
 use crate::campaign::{Campaign, Control};
 use crate::ids::{CampaignId, OrderId, UserId};
 use crate::order::{Order, OrderRecord, OrderStatus};
+use crate::room::RoomState;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
@@ -226,6 +227,13 @@ pub enum StatusChange {
 pub trait OrderStore: Send + Sync + 'static {
     async fn insert_campaign(&self, campaign: &Campaign) -> Result<(), StoreError>;
     async fn set_control(&self, campaign: &CampaignId, control: Control) -> Result<(), StoreError>;
+    /// Replaces a campaign's waiting-room settings (the operator's changes
+    /// during a sale).
+    async fn set_waiting_room(
+        &self,
+        campaign: &CampaignId,
+        room: Option<&crate::room::RoomConfig>,
+    ) -> Result<(), StoreError>;
     async fn campaigns(&self) -> Result<Vec<Campaign>, StoreError>;
 
     /// Writes orders idempotently in one transaction, raising each campaign's
@@ -366,6 +374,106 @@ pub enum Swap {
     Current(Option<String>),
 }
 
+// ---------------------------------------------------------------- waiting room
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RoomError {
+    #[error("waiting room unavailable: {0}")]
+    Unavailable(String),
+    /// The queue holds its most buyers already; nobody was added.
+    #[error("the queue is full")]
+    Full,
+}
+
+/// A buyer's place in a campaign's queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Entry {
+    /// Joined before the start: ranked by the draw once the queue is sealed.
+    Pre,
+    /// Joined after the start: ranked at the back, first in first out.
+    Ranked {
+        rank: u64,
+        joined_ms: u64,
+        /// The wait estimated at joining, once kept (`RoomStore::set_eta`).
+        eta_s: Option<u32>,
+    },
+}
+
+/// One join: `draw` orders the pre-queue; `epoch` is the room's epoch if
+/// this join starts the room (the store keeps the first one).
+#[derive(Debug, Clone, Copy)]
+pub struct Join<'a> {
+    pub campaign: &'a CampaignId,
+    pub user: &'a UserId,
+    pub draw: u64,
+    pub now_ms: u64,
+    pub starts_at_ms: u64,
+    pub queue_max: u64,
+    pub epoch: u64,
+}
+
+/// A queue's size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueueCounts {
+    pub epoch: u64,
+    /// Buyers pre-queued (frozen once sealed).
+    pub pre: u64,
+    pub sealed: bool,
+    /// Ranks given: the pre-queue once sealed, plus later joiners.
+    pub queued: u64,
+}
+
+/// Where a campaign's queue lives: embedded in memory, or in Redis for all
+/// gateways. Ranks never change once given; the cursor (`RoomState`) is
+/// advanced by one gateway at a time under a lease and read by all.
+#[async_trait]
+pub trait RoomStore: Send + Sync + 'static {
+    /// Joins a buyer once: a second join returns the first entry. Before
+    /// the start, into the pre-queue; the first join or count at or after
+    /// the start seals the pre-queue (ranks 1..=pre by draw) and every
+    /// later join is ranked behind. `Full` past `queue_max` buyers.
+    async fn join(&self, j: &Join<'_>) -> Result<(u64, Entry), RoomError>;
+    /// Keeps the wait estimated at a ranked buyer's join unless one is kept
+    /// already; returns the kept one.
+    async fn set_eta(
+        &self,
+        campaign: &CampaignId,
+        user: &UserId,
+        eta_s: u32,
+    ) -> Result<u32, RoomError>;
+    /// A pre-queued buyer's rank once the queue is sealed.
+    async fn pre_rank(&self, campaign: &CampaignId, user: &UserId)
+        -> Result<Option<u64>, RoomError>;
+    /// The queue's size, sealing it if `now_ms` is at or past the start.
+    async fn counts(
+        &self,
+        campaign: &CampaignId,
+        now_ms: u64,
+        starts_at_ms: u64,
+        epoch: u64,
+    ) -> Result<QueueCounts, RoomError>;
+    /// Takes or keeps the lease on advancing the cursor for `lease_ms`;
+    /// `true` while `owner` holds it.
+    async fn lead(&self, campaign: &CampaignId, owner: u64, lease_ms: u64)
+        -> Result<bool, RoomError>;
+    async fn state(&self, campaign: &CampaignId) -> Result<Option<RoomState>, RoomError>;
+    /// Stores the cursor only while `owner` holds the lease.
+    async fn put_state(
+        &self,
+        campaign: &CampaignId,
+        owner: u64,
+        state: &RoomState,
+    ) -> Result<bool, RoomError>;
+    /// One use of `rank`'s admission, at most `limit` in all: `true` if
+    /// granted. A rank with a use counts as finished.
+    async fn claim(&self, campaign: &CampaignId, rank: u64, limit: u32)
+        -> Result<bool, RoomError>;
+    /// Gives back one use (its grab failed through no fault of the buyer).
+    async fn unclaim(&self, campaign: &CampaignId, rank: u64) -> Result<(), RoomError>;
+    /// Finished ranks: `(above rank, in all)`.
+    async fn finished(&self, campaign: &CampaignId, above: u64) -> Result<(u64, u64), RoomError>;
+}
+
 // Trait objects of the ports are held in structs that derive `Debug`.
 macro_rules! opaque_debug {
     ($($t:ident),*) => {$(
@@ -376,4 +484,4 @@ macro_rules! opaque_debug {
         }
     )*};
 }
-opaque_debug!(StockLedger, OrderLog, OrderStore, SharedState);
+opaque_debug!(StockLedger, OrderLog, OrderStore, SharedState, RoomStore);

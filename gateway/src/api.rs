@@ -43,6 +43,11 @@ pub struct CampaignView {
     pub per_user_limit: u32,
     pub payment_window_s: u32,
     pub stock_buckets: Option<u32>,
+    /// Buyers join the queue (`POST .../queue`) before they may grab.
+    pub waiting_room: bool,
+    /// The room's admissions per second (waiting-room campaigns).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admit_per_s: Option<u32>,
 }
 
 /// The operators' view of a campaign (admin list, create, controls).
@@ -53,6 +58,8 @@ pub struct AdminCampaignView {
     pub control: Control,
     pub load_test: bool,
     pub quiz_questions: u32,
+    /// The waiting room's settings (`null`: none).
+    pub waiting_room_settings: Option<engine::room::RoomConfig>,
 }
 
 /// `GET /admin/v1/campaigns/{id}/stats`: live numbers.
@@ -82,6 +89,97 @@ pub struct Stats {
     pub rejected: BTreeMap<String, u64>,
     /// This gateway's requests naming the campaign, per second.
     pub requests_per_s: f64,
+    /// The waiting room's numbers (waiting-room campaigns).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waiting_room: Option<RoomStats>,
+}
+
+/// `POST /api/v1/campaigns/{id}/queue` and `GET` with the ticket: where the
+/// buyer stands. `ticket` is always there on a join, and on a poll when the
+/// buyer should keep a newer one (their rank became known at the start).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct QueueStatus {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ticket: Option<String>,
+    /// `waiting`, `admitted` or `sold_out`.
+    pub state: QueueState,
+    /// Buyers ahead, plus one (0 once admitted or sold out).
+    pub position: u64,
+    /// Estimated seconds until admission (0 once admitted or sold out).
+    pub eta_s: u64,
+    /// `pre_queue` (before the start: the order is drawn at the start) or
+    /// `queue`.
+    pub phase: QueuePhase,
+    /// The position is an estimate: before the draw it is the buyer's
+    /// expected place; after it, it may be up to `as_of_ms` old.
+    pub approximate: bool,
+    /// When the room's numbers behind this answer were taken.
+    pub as_of_ms: u64,
+    pub starts_at_ms: u64,
+    /// Buyers in the queue (ranks given; before the draw, those pre-queued).
+    pub queued: u64,
+    /// Admissions per second the estimate assumes.
+    pub admit_per_s: f64,
+    /// When to poll again.
+    pub poll_after_ms: u64,
+    /// Admitted: where to POST the grab (with the quiz when the campaign
+    /// has one); valid until about `admitted_until_ms`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grab_path: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admitted_until_ms: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum QueueState {
+    Waiting,
+    Admitted,
+    SoldOut,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum QueuePhase {
+    PreQueue,
+    Queue,
+}
+
+/// A waiting room's numbers, in `stats`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RoomStats {
+    pub settings: engine::room::RoomConfig,
+    /// Pre-queued before the start (frozen at the draw).
+    pub pre_queued: u64,
+    /// Ranks given (everyone who joined, admitted included).
+    pub queued: u64,
+    /// Still waiting: queued and not admitted yet.
+    pub waiting: u64,
+    pub admitted: u64,
+    pub admitted_per_s: f64,
+    /// Admitted and still able to buy.
+    pub active: u64,
+    /// How many may be active now (`min(admitted_max, units left × factor)`).
+    pub capacity: u64,
+    /// Admissions that lapsed unused.
+    pub abandoned: u64,
+    /// The capacity holds the cursor back.
+    pub blocked: bool,
+    /// Nobody still waiting can be admitted.
+    pub queue_sold_out: bool,
+    /// This gateway's estimates against the waits they turned out to be.
+    pub eta_accuracy: EtaAccuracy,
+    pub as_of_ms: u64,
+}
+
+/// Estimated waits shown at joining, against the actual waits, for the
+/// buyers this gateway saw admitted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct EtaAccuracy {
+    pub samples: u64,
+    /// Actual wait within ±30 % of the estimate (or within 2 s of it).
+    pub within_30pct: u64,
+    pub mean_abs_error_pct: f64,
 }
 
 /// The quiz bank part of a preload.

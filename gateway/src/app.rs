@@ -62,6 +62,10 @@ pub struct App {
     pub store: Arc<dyn OrderStore>,
     /// State every gateway must see the same (single-use quiz tokens).
     pub shared: Arc<dyn engine::ports::SharedState>,
+    /// Where the waiting rooms' queues live (shared by gateways in production).
+    pub room: Arc<dyn engine::ports::RoomStore>,
+    /// This gateway's copies of the waiting rooms, and their keys.
+    pub rooms: crate::usecase::queue::Rooms,
     /// The quiz and the hidden grab path (keys, settings, bank index).
     pub gate: crate::quiz::Gate,
     /// Caps grabs in flight (see `Limits::grabs_inflight_max`).
@@ -96,6 +100,7 @@ pub struct Ports {
     pub log: Arc<dyn OrderLog>,
     pub store: Arc<dyn OrderStore>,
     pub shared: Arc<dyn engine::ports::SharedState>,
+    pub room: Arc<dyn engine::ports::RoomStore>,
 }
 
 /// How a profile's gateway differs from another's.
@@ -134,6 +139,10 @@ impl App {
             log: ports.log,
             store: ports.store,
             shared: ports.shared,
+            room: ports.room,
+            rooms: crate::usecase::queue::Rooms::new(
+                cfg.funnel_secret.as_deref().unwrap_or(secret).as_bytes(),
+            ),
             gate: crate::quiz::Gate::new(
                 cfg.funnel_secret.as_deref().unwrap_or(secret).as_bytes(),
                 cfg.quiz.clone(),
@@ -205,6 +214,9 @@ impl Embedded {
                 log: Arc::clone(&file_log) as Arc<dyn OrderLog>,
                 store: Arc::clone(&store),
                 shared: Arc::new(shared_state::MemSharedState::new(SHARED_MARKS_MAX)),
+                room: Arc::new(shared_state::MemRoomStore::new(
+                    crate::registry::CAMPAIGNS_MAX,
+                )),
             },
             auth,
             &jwt_secret,
@@ -216,6 +228,7 @@ impl Embedded {
         ));
         // Ends by itself once the app is dropped.
         let _upkeep = crate::limits::spawn_upkeep(&app);
+        let _rooms = crate::usecase::queue::spawn_ticker(&app);
 
         for c in store.campaigns().await.context("loading campaigns")? {
             app.registry.insert(c)?;
@@ -354,6 +367,12 @@ impl Embedded {
             payment_window_s: None,
             load_test: None,
             stock_buckets: None,
+            waiting_room: None,
+            admit_per_s: None,
+            admitted_max: None,
+            admit_ttl_s: None,
+            stock_factor_pct: None,
+            queue_max: None,
         };
         crate::usecase::campaigns::create_validated(&self.app, spec.validate(id)?)
             .await

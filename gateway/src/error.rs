@@ -38,6 +38,8 @@ codes! {
     Unauthorized = "unauthorized" => 401,
     Forbidden = "forbidden" => 403,
     QuizFailed = "quiz_failed" => 403,
+    NotAdmitted = "not_admitted" => 403,
+    BadTicket = "bad_ticket" => 403,
     NotFound = "not_found" => 404,
     CampaignNotFound = "campaign_not_found" => 404,
     OrderNotFound = "order_not_found" => 404,
@@ -50,8 +52,11 @@ codes! {
     OrderNotConfirmed = "order_not_confirmed" => 409,
     OrderExpired = "order_expired" => 409,
     OrderCancelled = "order_cancelled" => 409,
+    NoWaitingRoom = "no_waiting_room" => 409,
+    QueueReset = "queue_reset" => 409,
     SoldOut = "sold_out" => 410,
     Ended = "ended" => 410,
+    AdmissionExpired = "admission_expired" => 410,
     PayloadTooLarge = "payload_too_large" => 413,
     Paused = "paused" => 423,
     NotStarted = "not_started" => 425,
@@ -59,6 +64,7 @@ codes! {
     Internal = "internal" => 500,
     Overloaded = "overloaded" => 503,
     Unavailable = "unavailable" => 503,
+    QueueFull = "queue_full" => 503,
     TooManyCampaigns = "too_many_campaigns" => 507,
 }
 

@@ -20,7 +20,9 @@
 //!    buyer behind many addresses stops here; never before the token, or
 //!    anyone could spend a victim's budget);
 //! 8. `path`: the grab came on this buyer's grab path (the plain one, or
-//!    for a `hidden_path` campaign their own signed one; see `crate::quiz`);
+//!    for a `hidden_path` campaign their own signed one; see `crate::quiz`;
+//!    for a `waiting_room` campaign the path of a valid admission, see
+//!    `crate::usecase::queue`: nothing else reaches the quiz or the ledger);
 //! 9. `body`: size and JSON shape;
 //! 10. `quiz`: (quiz campaigns) the signed question token, its age, the
 //!     answer, and its single use across gateways;
@@ -31,10 +33,14 @@
 //!     retry time; before the in-flight cap, so a refused grab holds no permit;
 //! 12. `inflight`: a hot campaign's own admission queue (`crate::hot`), then
 //!     the gateway's cap on grabs in flight;
-//! 13. `reserve`: one atomic ledger reservation (limit and stock);
-//! 14. `log`: the durable append, then `202`.
+//! 13. `claim`: (waiting-room campaigns) one use of the admission, spent
+//!     in the room's store, so an admitted buyer's repeated grabs do not
+//!     reach the ledger (given back if the grab then fails through no fault
+//!     of the buyer);
+//! 14. `reserve`: one atomic ledger reservation (limit and stock);
+//! 15. `log`: the durable append, then `202`.
 //!
-//! Stages 13 and 14 run in a tracked task of their own, so a client hanging
+//! Stages 13 to 15 run in a tracked task of their own, so a client hanging
 //! up cannot cancel a grab between its reservation and its append.
 
 use crate::app::{mono_ms, App, LEDGER_CALL_MAX_MS};
@@ -64,12 +70,13 @@ pub enum Stage {
     Quiz,
     CampaignRate,
     InFlight,
+    Claim,
     Reserve,
     Log,
 }
 
 impl Stage {
-    pub const ALL: [Stage; 14] = [
+    pub const ALL: [Stage; 15] = [
         Stage::Campaign,
         Stage::View,
         Stage::State,
@@ -82,6 +89,7 @@ impl Stage {
         Stage::Quiz,
         Stage::CampaignRate,
         Stage::InFlight,
+        Stage::Claim,
         Stage::Reserve,
         Stage::Log,
     ];
@@ -100,6 +108,7 @@ impl Stage {
             Stage::Quiz => "quiz",
             Stage::CampaignRate => "campaign_rate",
             Stage::InFlight => "inflight",
+            Stage::Claim => "claim",
             Stage::Reserve => "reserve",
             Stage::Log => "log",
         }
@@ -301,9 +310,17 @@ async fn stages(
     if let Err(e) = app.rate.user(&user) {
         return early(Stage::User, e, body);
     }
-    if let Err(e) = app.gate.check_path(&campaign, &user, path_sig) {
-        return early(Stage::Path, e, body);
-    }
+    let admission = if campaign.waiting_room.is_some() {
+        match crate::usecase::queue::check_admission(app, &campaign, &user, path_sig) {
+            Ok(rank) => Some(rank),
+            Err(e) => return early(Stage::Path, e, body),
+        }
+    } else {
+        if let Err(e) = app.gate.check_path(&campaign, &user, path_sig) {
+            return early(Stage::Path, e, body);
+        }
+        None
+    };
     let body_timeout = std::time::Duration::from_millis(app.limits.body_read_timeout_ms);
     let bytes = match web::read_body(headers, body, app.limits.body_bytes_max, body_timeout).await {
         Ok(b) => b,
@@ -355,7 +372,20 @@ async fn stages(
     let task_app = Arc::clone(app);
     let outcome = app.tasks.spawn(async move {
         let _permits = (permit, queued);
-        reserve_and_log(&task_app, &live, &campaign, user, now, client).await
+        if let Some(rank) = admission {
+            if let Err(e) = crate::usecase::queue::claim(&task_app, &campaign, rank).await {
+                return Err(Refused::at(Stage::Claim, e));
+            }
+        }
+        let done = reserve_and_log(&task_app, &live, &campaign, user, now, client).await;
+        if let (Some(rank), Err(refused)) = (admission, &done) {
+            // Sold out and already bought end the admission's use; a failure
+            // of ours gives the use back for a retry.
+            if !matches!(refused.error.code, Code::SoldOut | Code::AlreadyBought) {
+                crate::usecase::queue::unclaim(&task_app, &campaign, rank).await;
+            }
+        }
+        done
     });
     match outcome.await {
         Ok(Ok(order)) => Ok(order),

@@ -180,6 +180,12 @@ mod tests {
             payment_window_s: None,
             load_test: None,
             stock_buckets: None,
+            waiting_room: None,
+            admit_per_s: None,
+            admitted_max: None,
+            admit_ttl_s: None,
+            stock_factor_pct: None,
+            queue_max: None,
         }
         .validate(engine::CampaignId::parse("c").unwrap())
         .unwrap();

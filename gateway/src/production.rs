@@ -12,10 +12,10 @@ use crate::app::App;
 use crate::auth::Auth;
 use crate::config::{Production, RedisTarget, ServeConfig};
 use anyhow::{bail, Context};
-use engine::ports::{LogRecord, OrderLog, OrderStore, SharedState, StockLedger};
+use engine::ports::{LogRecord, OrderLog, OrderStore, RoomStore, SharedState, StockLedger};
 use order_log::{KafkaLog, KafkaLogConfig, KafkaSource, KafkaSourceConfig, Settled};
 use order_store::{KafkaWriter, KafkaWriterConfig, KafkaWriterStats, MysqlStore};
-use shared_state::RedisSharedState;
+use shared_state::{RedisRoomStore, RedisSharedState};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
@@ -74,9 +74,11 @@ pub async fn connect_ledger(
     })
 }
 
-/// The shared state (single-use marks) on the ledger's Redis, under its
-/// key prefix.
-pub async fn connect_shared(p: &Production) -> anyhow::Result<Arc<dyn SharedState>> {
+/// The shared state (single-use marks) and the waiting rooms, on the
+/// ledger's Redis, under its key prefix.
+pub async fn connect_shared(
+    p: &Production,
+) -> anyhow::Result<(Arc<dyn SharedState>, Arc<dyn RoomStore>)> {
     Ok(match &p.redis {
         RedisTarget::Single(url) => {
             let conn = redis::Client::open(url.as_str())
@@ -84,7 +86,10 @@ pub async fn connect_shared(p: &Production) -> anyhow::Result<Arc<dyn SharedStat
                 .get_connection_manager()
                 .await
                 .with_context(|| format!("connecting to redis at {url}"))?;
-            Arc::new(RedisSharedState::new(conn, p.redis_key_prefix.clone()))
+            (
+                Arc::new(RedisSharedState::new(conn.clone(), p.redis_key_prefix.clone())),
+                Arc::new(RedisRoomStore::new(conn, p.redis_key_prefix.clone())),
+            )
         }
         RedisTarget::Cluster(nodes) => {
             let conn = redis::cluster::ClusterClient::new(nodes.clone())
@@ -92,7 +97,10 @@ pub async fn connect_shared(p: &Production) -> anyhow::Result<Arc<dyn SharedStat
                 .get_async_connection()
                 .await
                 .with_context(|| format!("connecting to the redis cluster {nodes:?}"))?;
-            Arc::new(RedisSharedState::new(conn, p.redis_key_prefix.clone()))
+            (
+                Arc::new(RedisSharedState::new(conn.clone(), p.redis_key_prefix.clone())),
+                Arc::new(RedisRoomStore::new(conn, p.redis_key_prefix.clone())),
+            )
         }
     })
 }
@@ -142,7 +150,7 @@ impl ProductionGateway {
             .map_err(anyhow::Error::msg)?;
         let store = connect_store(p).await?;
         let (ledger, refresher) = connect_ledger(p, p.redis_buckets).await?;
-        let shared = connect_shared(p).await?;
+        let (shared, room) = connect_shared(p).await?;
 
         // The log reports late outcomes to the app, which exists only after
         // the log: a cell closes the loop without a reference cycle.
@@ -159,6 +167,7 @@ impl ProductionGateway {
                 log: Arc::clone(&kafka) as Arc<dyn OrderLog>,
                 store: Arc::clone(&store),
                 shared,
+                room,
             },
             auth,
             &jwt,
@@ -171,6 +180,7 @@ impl ProductionGateway {
         let _ = cell.set(Arc::downgrade(&app));
         let upkeep = crate::limits::spawn_upkeep(&app);
         sync_campaigns(&app).await.context("loading campaigns")?;
+        let rooms = crate::usecase::queue::spawn_ticker(&app);
         let sync = {
             let weak = Arc::downgrade(&app);
             tokio::spawn(async move {
@@ -189,7 +199,7 @@ impl ProductionGateway {
             app,
             admin_token,
             kafka,
-            background: vec![refresher, sync, upkeep],
+            background: vec![refresher, sync, upkeep, rooms],
         })
     }
 

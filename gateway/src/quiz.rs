@@ -122,7 +122,7 @@ impl std::fmt::Debug for Gate {
     }
 }
 
-fn hmac(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
+pub(crate) fn hmac(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
     // Every part is length-prefixed, so no two part lists sign alike.
     let mut mac = <HmacSha256 as Mac>::new_from_slice(key).expect("HMAC takes keys of any length");
     for p in parts {

@@ -182,6 +182,12 @@ mod tests {
             payment_window_s: None,
             load_test: None,
             stock_buckets: None,
+            waiting_room: None,
+            admit_per_s: None,
+            admitted_max: None,
+            admit_ttl_s: None,
+            stock_factor_pct: None,
+            queue_max: None,
         }
         .validate(CampaignId::parse(id).unwrap())
         .unwrap()
@@ -218,6 +224,12 @@ mod tests {
             payment_window_s: None,
             load_test: None,
             stock_buckets: None,
+            waiting_room: None,
+            admit_per_s: None,
+            admitted_max: None,
+            admit_ttl_s: None,
+            stock_factor_pct: None,
+            queue_max: None,
         }
         .validate(CampaignId::parse("c").unwrap())
         .unwrap();

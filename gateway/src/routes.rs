@@ -29,6 +29,8 @@ pub enum Endpoint {
     Grab,
     HiddenGrab,
     GrabPath,
+    QueueJoin,
+    QueuePoll,
     Quiz,
     QuizImage,
     QuizAnswers,
@@ -52,6 +54,7 @@ pub enum Endpoint {
     Login,
     Refresh,
     Hot,
+    RoomSettings,
 }
 
 /// One route: a method (`HEAD` is answered wherever `GET` is) and a path
@@ -96,6 +99,8 @@ pub const ROUTES: &[Route] = &[
         "/api/v1/campaigns/{id}/grab-path",
         Endpoint::GrabPath,
     ),
+    r("POST", "/api/v1/campaigns/{id}/queue", Endpoint::QueueJoin),
+    r("GET", "/api/v1/campaigns/{id}/queue", Endpoint::QueuePoll),
     r("GET", "/api/v1/campaigns/{id}/quiz", Endpoint::Quiz),
     r("GET", "/static/quiz/{image}", Endpoint::QuizImage),
     r("GET", "/api/v1/orders/{order_id}", Endpoint::Order),
@@ -114,6 +119,11 @@ pub const ROUTES: &[Route] = &[
         Endpoint::ValidateCampaign,
     ),
     r("GET", "/admin/v1/campaigns/{id}/stats", Endpoint::Stats),
+    r(
+        "POST",
+        "/admin/v1/campaigns/{id}/waiting-room",
+        Endpoint::RoomSettings,
+    ),
     r("GET", "/admin/v1/campaigns/{id}/orders", Endpoint::Orders),
     r(
         "GET",
@@ -230,7 +240,11 @@ async fn route(app: &Arc<App>, req: Request<Incoming>) -> Result<Resp, ApiError>
     let param = params.first().copied().unwrap_or_default();
     if matches!(
         endpoint,
-        Endpoint::Campaign | Endpoint::GrabPath | Endpoint::Quiz
+        Endpoint::Campaign
+            | Endpoint::GrabPath
+            | Endpoint::Quiz
+            | Endpoint::QueueJoin
+            | Endpoint::QueuePoll
     ) {
         // Grabs are counted by the funnel once their campaign is found.
         if let Ok(live) = crate::usecase::campaigns::find(app, param) {
@@ -258,6 +272,12 @@ async fn route(app: &Arc<App>, req: Request<Incoming>) -> Result<Resp, ApiError>
             buyer::grab(app, param, sig, req).await
         }
         Endpoint::GrabPath => buyer::grab_path(app, param, req.headers()),
+        Endpoint::QueueJoin => {
+            // The body is ignored, but read (bounded) so the connection stays reusable.
+            let (headers, _) = body_of(app, req, app.limits.body_bytes_max).await?;
+            buyer::queue_join(app, param, &headers).await
+        }
+        Endpoint::QueuePoll => buyer::queue_poll(app, param, req.headers()).await,
         Endpoint::Quiz => buyer::quiz(app, param, req.headers()),
         Endpoint::QuizImage => buyer::quiz_image(app, param).await,
         Endpoint::Order => buyer::order(app, param, req.headers()).await,
@@ -290,7 +310,8 @@ async fn route(app: &Arc<App>, req: Request<Incoming>) -> Result<Resp, ApiError>
         | Endpoint::Resume
         | Endpoint::Stop
         | Endpoint::Tokens
-        | Endpoint::Hot => admin_route(app, req, endpoint, param).await,
+        | Endpoint::Hot
+        | Endpoint::RoomSettings => admin_route(app, req, endpoint, param).await,
     }
 }
 
@@ -344,6 +365,7 @@ async fn admin_route(
         Endpoint::Stop => admin::control(app, id, Action::Stop).await,
         Endpoint::Tokens => admin::tokens(app, &headers, &body),
         Endpoint::Hot => Ok(admin::hot(app)),
+        Endpoint::RoomSettings => admin::room_settings(app, id, &headers, &body).await,
         _ => Err(ApiError::internal()),
     }
 }

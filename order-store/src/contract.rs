@@ -72,6 +72,7 @@ pub fn campaign(id: &str, stock_total: u64) -> Result<Campaign, ContractError> {
         load_test: false,
         control: Control::Active,
         stock_buckets: None,
+        waiting_room: None,
     })
 }
 

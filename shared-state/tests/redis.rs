@@ -2,7 +2,7 @@
 //! Redis Cluster (`scripts/services.sh up`). No skipping: an unreachable
 //! server fails with a message that says how to start it.
 
-use shared_state::RedisSharedState;
+use shared_state::{RedisRoomStore, RedisSharedState};
 
 mod single {
     use super::*;
@@ -16,6 +16,17 @@ mod single {
             .await
             .unwrap_or_else(|e| panic!("Redis at {url} is required (scripts/services.sh up): {e}"));
         RedisSharedState::new(conn, "seckill-test")
+    });
+
+    shared_state::room_contract_tests!(|| async {
+        let url =
+            std::env::var("SECKILL_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/".into());
+        let conn = redis::Client::open(url.as_str())
+            .expect("redis url")
+            .get_connection_manager()
+            .await
+            .unwrap_or_else(|e| panic!("Redis at {url} is required (scripts/services.sh up): {e}"));
+        RedisRoomStore::new(conn, "seckill-test")
     });
 }
 
@@ -38,5 +49,23 @@ mod cluster {
                 panic!("the Redis Cluster at {nodes:?} is required (scripts/services.sh up): {e}")
             });
         RedisSharedState::new(conn, "seckill-test")
+    });
+
+    shared_state::room_contract_tests!(|| async {
+        let nodes: Vec<String> = std::env::var("SECKILL_REDIS_CLUSTER")
+            .unwrap_or_else(|_| {
+                "redis://127.0.0.1:7000/,redis://127.0.0.1:7001/,redis://127.0.0.1:7002/".into()
+            })
+            .split(',')
+            .map(str::to_string)
+            .collect();
+        let conn = redis::cluster::ClusterClient::new(nodes.clone())
+            .expect("cluster urls")
+            .get_async_connection()
+            .await
+            .unwrap_or_else(|e| {
+                panic!("the Redis Cluster at {nodes:?} is required (scripts/services.sh up): {e}")
+            });
+        RedisRoomStore::new(conn, "seckill-test")
     });
 }

@@ -106,6 +106,24 @@ pub async fn control(app: &App, id: &str, action: Action) -> Result<Resp, ApiErr
     Ok(web::json(StatusCode::OK, &view))
 }
 
+/// `POST /admin/v1/campaigns/{id}/waiting-room`: changes the room's
+/// settings (`admit_per_s` and the others) during the sale.
+pub async fn room_settings(
+    app: &App,
+    id: &str,
+    headers: &http::HeaderMap,
+    body: &[u8],
+) -> Result<Resp, ApiError> {
+    let patch: engine::room::RoomPatch = web::parse_json(headers, body, false)?;
+    if patch.is_empty() {
+        return Err(ApiError::bad_request(
+            "send at least one of admit_per_s, admitted_max, admit_ttl_s, stock_factor_pct, queue_max",
+        ));
+    }
+    let view = crate::usecase::queue::configure(app, id, &patch).await?;
+    Ok(web::json(StatusCode::OK, &view))
+}
+
 pub async fn stats(app: &App, id: &str) -> Result<Resp, ApiError> {
     let stats = campaigns::stats(app, id).await?;
     Ok(web::with_cache(

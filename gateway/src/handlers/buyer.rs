@@ -78,6 +78,12 @@ fn open_for(
 /// start instant on (425 before it).
 pub fn grab_path(app: &App, id: &str, headers: &http::HeaderMap) -> Result<Resp, ApiError> {
     let (c, user, _) = open_for(app, id, headers)?;
+    if c.waiting_room.is_some() {
+        return Err(ApiError::new(
+            Code::NotAdmitted,
+            "this sale has a waiting room: join with POST .../queue; your admission gives your grab path",
+        ));
+    }
     Ok(web::with_cache(
         web::json(
             StatusCode::OK,
@@ -85,6 +91,25 @@ pub fn grab_path(app: &App, id: &str, headers: &http::HeaderMap) -> Result<Resp,
                 grab_path: app.gate.grab_path(&c, &user),
             },
         ),
+        "private, no-store",
+    ))
+}
+
+/// `POST /api/v1/campaigns/{id}/queue`: joins the waiting room (once).
+pub async fn queue_join(app: &App, id: &str, headers: &http::HeaderMap) -> Result<Resp, ApiError> {
+    let status = crate::usecase::queue::join(app, id, headers).await?;
+    Ok(web::with_cache(
+        web::json(StatusCode::OK, &status),
+        "private, no-store",
+    ))
+}
+
+/// `GET /api/v1/campaigns/{id}/queue` with `X-Queue-Ticket`: where the
+/// buyer stands (from this gateway's copy of the room).
+pub async fn queue_poll(app: &App, id: &str, headers: &http::HeaderMap) -> Result<Resp, ApiError> {
+    let status = crate::usecase::queue::poll(app, id, headers).await?;
+    Ok(web::with_cache(
+        web::json(StatusCode::OK, &status),
         "private, no-store",
     ))
 }

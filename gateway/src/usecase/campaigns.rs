@@ -90,6 +90,8 @@ pub async fn view(app: &App, live: &LiveCampaign, now_ms: u64, fresh: bool) -> C
         per_user_limit: c.per_user_limit,
         payment_window_s: c.payment_window_s,
         stock_buckets: c.stock_buckets,
+        waiting_room: c.waiting_room.is_some(),
+        admit_per_s: c.waiting_room.map(|r| r.admit_per_s),
     }
 }
 
@@ -102,6 +104,7 @@ pub async fn admin_view(app: &App, live: &LiveCampaign, now_ms: u64) -> AdminCam
         control: c.control,
         load_test: c.load_test,
         quiz_questions: c.quiz_questions,
+        waiting_room_settings: c.waiting_room,
     }
 }
 
@@ -283,6 +286,7 @@ fn field_of(e: &engine::SpecError) -> &'static str {
         E::PaymentWindow => "payment_window_s",
         E::StockBuckets => "stock_buckets",
         E::QuizQuestions => "quiz_questions",
+        E::Room(field) => field,
     }
 }
 
@@ -535,6 +539,7 @@ pub async fn stats(app: &App, id: &str) -> Result<Stats, ApiError> {
         dead_letters_total: app.store.dead_letters(None).await?,
         rejected,
         requests_per_s: per_s_rounded(app.hot.rate_per_s(&c.id, app.clock.now_ms())),
+        waiting_room: crate::usecase::queue::stats(app, &c),
     })
 }
 

@@ -8,4 +8,5 @@
 pub mod campaigns;
 pub mod expiry;
 pub mod payment;
+pub mod queue;
 pub mod reconcile;

@@ -6,6 +6,7 @@ pub mod browser;
 pub mod expiry;
 pub mod lb;
 pub mod prod;
+pub mod queue;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -115,9 +116,33 @@ impl Server {
         content_type: Option<&str>,
         body: impl Into<Bytes>,
     ) -> Option<Reply> {
+        self.try_call_with(method, path, token, content_type, &[], body)
+            .await
+    }
+
+    /// `GET` with extra headers.
+    pub async fn get_with(&self, path: &str, token: Option<&str>, headers: &[(&str, &str)]) -> Reply {
+        self.try_call_with("GET", path, token, None, headers, Bytes::new())
+            .await
+            .expect("request failed")
+    }
+
+    /// Like `try_call`, with extra headers.
+    pub async fn try_call_with(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        content_type: Option<&str>,
+        headers: &[(&str, &str)],
+        body: impl Into<Bytes>,
+    ) -> Option<Reply> {
         let mut req = http::Request::builder()
             .method(method)
             .uri(format!("{}{}", self.base, path));
+        for (name, value) in headers {
+            req = req.header(*name, *value);
+        }
         if let Some(t) = token {
             req = req.header("authorization", format!("Bearer {t}"));
         }
@@ -181,25 +206,30 @@ impl Server {
         r.json()
     }
 
-    /// Buyer tokens for `users`, issued by the admin endpoint.
+    /// Buyer tokens for `users`, issued by the admin endpoint (10,000 a call).
     pub async fn tokens(&self, users: &[String]) -> Vec<String> {
-        let r = self
-            .admin_post(
-                "/admin/v1/tokens",
-                &json!({ "user_ids": users, "ttl_s": 3600 }),
-            )
-            .await;
-        assert_eq!(
-            r.status,
-            200,
-            "tokens: {}",
-            String::from_utf8_lossy(&r.body)
-        );
-        let map = r.json()["tokens"].clone();
-        users
-            .iter()
-            .map(|u| map[u].as_str().expect("token for user").to_string())
-            .collect()
+        let mut out = Vec::with_capacity(users.len());
+        for chunk in users.chunks(10_000) {
+            let r = self
+                .admin_post(
+                    "/admin/v1/tokens",
+                    &json!({ "user_ids": chunk, "ttl_s": 3600 }),
+                )
+                .await;
+            assert_eq!(
+                r.status,
+                200,
+                "tokens: {}",
+                String::from_utf8_lossy(&r.body)
+            );
+            let map = r.json()["tokens"].clone();
+            out.extend(
+                chunk
+                    .iter()
+                    .map(|u| map[u].as_str().expect("token for user").to_string()),
+            );
+        }
+        out
     }
 
     pub async fn grab(&self, campaign: &str, token: &str) -> Reply {

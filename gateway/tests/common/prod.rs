@@ -291,6 +291,7 @@ pub async fn campaign(env: &ProdEnv, dir: &std::path::Path, id: &str, stock: u64
         load_test: false,
         control: Control::Active,
         stock_buckets: None,
+        waiting_room: None,
     }
 }
 

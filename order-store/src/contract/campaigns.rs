@@ -19,6 +19,10 @@ pub async fn campaigns_round_trip_and_conflict_on_duplicate_id(
         per_user_limit: 3,
         control: Control::Paused,
         stock_buckets: Some(4),
+        waiting_room: Some(engine::room::RoomConfig {
+            admit_per_s: 77,
+            ..engine::room::RoomConfig::default()
+        }),
         ..campaign("b", 5)?
     };
     store.insert_campaign(&a).await?;
@@ -49,6 +53,15 @@ pub async fn set_control_updates_or_reports_not_found(
     store.set_control(&c.id, Control::Paused).await?;
     store.set_control(&c.id, Control::Stopped).await?;
     assert_eq!(store.campaigns().await?[0].control, Control::Stopped);
+    // The operator changes a waiting room's rate during the sale, or ends it.
+    let room = engine::room::RoomConfig {
+        admit_per_s: 5,
+        ..engine::room::RoomConfig::default()
+    };
+    store.set_waiting_room(&c.id, Some(&room)).await?;
+    assert_eq!(store.campaigns().await?[0].waiting_room, Some(room));
+    store.set_waiting_room(&c.id, None).await?;
+    assert_eq!(store.campaigns().await?[0].waiting_room, None);
     let missing = CampaignId::parse("nope")?;
     let err = store.set_control(&missing, Control::Stopped).await;
     assert!(matches!(err, Err(StoreError::NotFound(_))), "{err:?}");

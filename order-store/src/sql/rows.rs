@@ -144,7 +144,26 @@ pub(crate) fn campaign_from_row(row: &impl DbRow) -> Result<Campaign, StoreError
             .ok_or_else(|| bad_value("campaigns.control", format!("unknown {control:?}")))?,
         // 0 is stored for "no preference".
         stock_buckets: Some(get_u32(row, "stock_buckets")?).filter(|&b| b > 0),
+        waiting_room: room_from_text(&row.text("waiting_room")?)?,
     })
+}
+
+/// The `waiting_room` column: empty, or the settings as JSON.
+pub(crate) fn room_to_text(room: Option<&engine::room::RoomConfig>) -> Result<String, StoreError> {
+    room.map_or(Ok(String::new()), |r| {
+        serde_json::to_string(r).map_err(|e| StoreError::Invariant(format!("waiting_room: {e}")))
+    })
+}
+
+fn room_from_text(text: &str) -> Result<Option<engine::room::RoomConfig>, StoreError> {
+    if text.is_empty() {
+        return Ok(None);
+    }
+    let room: engine::room::RoomConfig =
+        serde_json::from_str(text).map_err(|e| bad_value("campaigns.waiting_room", e))?;
+    room.validate()
+        .map_err(|field| bad_value("campaigns.waiting_room", format!("{field} out of range")))?;
+    Ok(Some(room))
 }
 
 pub(crate) fn order_from_row(row: &impl DbRow) -> Result<Order, StoreError> {
@@ -208,7 +227,7 @@ impl<'a> OrderRow<'a> {
 /// The campaign columns in insertion order, shared by insert and select.
 pub(crate) const CAMPAIGN_COLUMNS: &str = "id, title, price_cents, stock_total, starts_at_ms, \
      ends_at_ms, per_user_limit, quiz, payment_window_s, load_test, control, stock_buckets, \
-     quiz_questions, hidden_path";
+     quiz_questions, hidden_path, waiting_room";
 
 /// The order columns read back into an [`Order`].
 pub(crate) const ORDER_COLUMNS: &str =

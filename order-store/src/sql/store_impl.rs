@@ -19,7 +19,7 @@ macro_rules! impl_sql_store {
                 // first generation; the column default only serves the rows
                 // that existed before the column did.
                 let sql = format!(
-                    "INSERT INTO campaigns ({}, ledger_gen) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "INSERT INTO campaigns ({}, ledger_gen) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     rows::CAMPAIGN_COLUMNS
                 );
                 let result = sqlx::query(&sql)
@@ -37,6 +37,7 @@ macro_rules! impl_sql_store {
                     .bind(i64::from(c.stock_buckets.unwrap_or(0)))
                     .bind(i64::from(c.quiz_questions))
                     .bind(c.hidden_path)
+                    .bind(rows::room_to_text(c.waiting_room.as_ref())?)
                     .bind(to_i64(engine::ports::FIRST_LEDGER_GENERATION, "ledger_gen")?)
                     .execute(&self.pool)
                     .await;
@@ -62,6 +63,24 @@ macro_rules! impl_sql_store {
                     .execute(&self.pool)
                     .await
                     .map_err(|e| $crate::sql::rows::db_err("setting a campaign's control", e))?;
+                if done.rows_affected() == 0 {
+                    return Err(engine::ports::StoreError::NotFound(format!("campaign {id}")));
+                }
+                Ok(())
+            }
+
+            async fn set_waiting_room(
+                &self,
+                id: &engine::CampaignId,
+                room: Option<&engine::room::RoomConfig>,
+            ) -> Result<(), engine::ports::StoreError> {
+                let text = $crate::sql::rows::room_to_text(room)?;
+                let done = sqlx::query("UPDATE campaigns SET waiting_room = ? WHERE id = ?")
+                    .bind(text)
+                    .bind(id.as_str())
+                    .execute(&self.pool)
+                    .await
+                    .map_err(|e| $crate::sql::rows::db_err("setting a campaign's waiting room", e))?;
                 if done.rows_affected() == 0 {
                     return Err(engine::ports::StoreError::NotFound(format!("campaign {id}")));
                 }

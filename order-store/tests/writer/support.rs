@@ -31,6 +31,7 @@ pub fn campaign(stock_total: u64) -> Fallible<Campaign> {
         load_test: false,
         control: Control::Active,
         stock_buckets: None,
+        waiting_room: None,
     })
 }
 
@@ -140,6 +141,13 @@ impl OrderStore for FakeStore {
         Err(unused())
     }
     async fn set_control(&self, _: &CampaignId, _: Control) -> Result<(), StoreError> {
+        Err(unused())
+    }
+    async fn set_waiting_room(
+        &self,
+        _: &CampaignId,
+        _: Option<&engine::room::RoomConfig>,
+    ) -> Result<(), StoreError> {
         Err(unused())
     }
     async fn campaigns(&self) -> Result<Vec<Campaign>, StoreError> {

@@ -1,0 +1,3 @@
+-- A campaign's waiting-room settings as JSON (engine::room::RoomConfig);
+-- empty: no waiting room.
+ALTER TABLE campaigns ADD COLUMN waiting_room VARCHAR(512) NOT NULL DEFAULT '';
