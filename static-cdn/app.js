@@ -1,4 +1,5 @@
-// Buyer item page: token, clock sync, campaign state, countdown, grab path, quiz, grab, order polling, pay.
+// Buyer item page: token, clock sync, campaign state, countdown, waiting room, grab path, quiz, grab, order
+// polling, pay.
 // Plain ES2020, no dependencies, no inline code (CSP `default-src 'self'` friendly).
 'use strict';
 (() => {
@@ -9,7 +10,9 @@
     cd: $('countdown'), clockNote: $('clock-note'), grab: $('grab'), hint: $('hint'), result: $('result'),
     check: $('check-order'), quiz: $('quiz'), quizImage: $('quiz-image'), quizLoading: $('quiz-loading'),
     answer: $('quiz-answer'), quizRefresh: $('quiz-refresh'), quizNote: $('quiz-note'),
-    pay: $('pay'), payButton: $('pay-button'), payCountdown: $('pay-countdown'), payNote: $('pay-note') };
+    pay: $('pay'), payButton: $('pay-button'), payCountdown: $('pay-countdown'), payNote: $('pay-note'),
+    queue: $('queue'), queuePosition: $('queue-position'), queueProgress: $('queue-progress'), queueEta: $('queue-eta'),
+    queueNote: $('queue-note') };
   const campaignId = (document.body.dataset.campaignId || '').trim();
   const TOKEN_KEY = 'seckill.buyer_token';
   const QUIZ_MIN_MS = 1000; // the server's default; a quiz answer may carry its own `min_answer_ms`
@@ -45,6 +48,13 @@
     order_not_confirmed: 'Your order is not confirmed yet. Please wait a moment.',
     order_expired: 'This order expired: it was not paid in time.',
     order_cancelled: 'This order was cancelled.',
+    // The waiting room (campaigns with `waiting_room: true`).
+    not_admitted: 'The shop says it is not your turn to buy yet. Checking your place in the line…',
+    admission_expired: 'Your turn to buy has passed without a purchase, so your place in this sale is spent. Sorry!',
+    bad_ticket: 'Your place in the line could not be confirmed for this account. Joining the line again…',
+    queue_reset: 'The shop restarted its waiting line. Joining it again…',
+    queue_full: 'The waiting line is full right now.',
+    no_waiting_room: 'This sale has no waiting line: you can buy directly.',
   };
   // Codes whose server message adds something the buyer needs (why a quiz answer failed, what was refused).
   const WITH_DETAIL = new Set(['quiz_failed', 'forbidden', 'bad_request']);
@@ -84,6 +94,18 @@
   let paying = false, payBlockedUntil = 0; // local ms; Pay disabled until then (Retry-After, backoff)
   let payNote = '', payNoteKind = ''; // why the last payment attempt did not settle the order
   let deadlineSeen = false; // the synced clock passed the current order's pay_by_ms
+
+  // The waiting room (campaigns with `waiting_room: true`): the buyer joins the line on opening the page
+  // (before the start too), polls it, and gets the grab path from the admission, never from grab-path.
+  let noRoom = false; // the shop answered no_waiting_room: the campaign's JSON was stale
+  let queueTicket = null; // this buyer's ticket (kept in sessionStorage per campaign and buyer)
+  let roomLoaded = false; // the stored ticket of the current buyer was read
+  let firstPos = 0; // the first position heard after the draw: the progress counts from it
+  let queue = null; // the line's last answer for this buyer (QueueStatus), null while joining or re-checking
+  let queueBusy = false, queueAt = 0, queueStreak = 0; // queueAt: local ms of the next join or poll
+  let queueNote = '', queueNoteKind = ''; // why the line's answer is missing (retrying) or what changed
+  let queueFinal = ''; // 'admission_expired': the buyer's turn passed unused; nothing more to wait for
+  let admittedUntil = 0; // local ms; the page asks the line again after it (the shop extends or ends the turn)
 
   const serverNow = () => Date.now() + offset;
   const jitter = (base, spread) => base + Math.random() * spread;
@@ -154,6 +176,9 @@
     dropQuiz(); quizRetryAt = 0; quizStreak = 0; quizNote = '';
     // So does the order: stop following the previous buyer's.
     order = null; pollingId = null; pollGen++; paying = false; payBlockedUntil = 0; payNote = '';
+    // And the place in the waiting line (the next buyer's ticket is read from storage when needed).
+    queueTicket = null; roomLoaded = false; firstPos = 0; queue = null; queueAt = 0; queueStreak = 0;
+    queueNote = ''; queueNoteKind = ''; queueFinal = ''; admittedUntil = 0;
     if (wakePoll) wakePoll();
     renderAccount();
     render();
@@ -238,10 +263,287 @@
     const now = serverNow();
     const s = campaign.state;
     if ((s === 'live' || s === 'scheduled') && campaign.ends_at_ms && now >= campaign.ends_at_ms) return 'ended';
+    // The waiting line says nobody still in it can buy: sold out for this buyer (the page keeps checking).
+    if (roomSoldOut() && (s === 'live' || s === 'scheduled' || s === 'paused')) return 'sold_out';
     if (s === 'scheduled' && now >= campaign.starts_at_ms) return 'live';
     return s;
   }
   const hasQuiz = () => !!(campaign && campaign.quiz === true);
+  const hasRoom = () => !!(campaign && campaign.waiting_room === true) && !noRoom;
+  const roomSoldOut = () => hasRoom() && !!token && !!queue && queue.state === 'sold_out';
+  // Admitted, with the grab path the admission gave: the quiz and Grab are this buyer's now.
+  const admittedNow = () => hasRoom() && !!queue && queue.state === 'admitted' && !!grabPath;
+
+  // ---- 3b. waiting room (campaigns with `waiting_room: true`) ----------------
+  // `POST .../queue` joins (the same ticket again when already in line); `GET .../queue` with the ticket
+  // in `X-Queue-Ticket` polls. Driven by tick(): one request at a time, the next one at `queueAt`
+  // (the shop's `poll_after_ms`, jittered; slower in a hidden tab; backoff after failures).
+  const roomKey = () => 'seckill.queue.' + campaignId + '.' + ((jwtPayload(token || '') || {}).sub || '');
+  function loadRoom() {
+    roomLoaded = true;
+    let saved = null;
+    try { saved = JSON.parse(store.get(roomKey()) || 'null'); } catch (_) { saved = null; }
+    if (saved && typeof saved.ticket === 'string' && saved.ticket) {
+      queueTicket = saved.ticket;
+      firstPos = Number.isInteger(saved.first) && saved.first > 0 ? saved.first : 0;
+    }
+  }
+  function saveRoom() {
+    if (queueTicket) store.set(roomKey(), JSON.stringify({ ticket: queueTicket, first: firstPos }));
+    else store.del(roomKey());
+  }
+  // Forgets the ticket: the next step joins again (POST).
+  function dropTicket() {
+    queueTicket = null; firstPos = 0; queue = null;
+    saveRoom();
+  }
+  // Not (or no longer) admitted: the grab path and the question went with the admission.
+  function leaveAdmission() {
+    if (!grabPath) return;
+    grabPath = null; admittedUntil = 0;
+    dropQuiz();
+  }
+  function admissionExpired() {
+    queueFinal = 'admission_expired';
+    queue = null;
+    leaveAdmission();
+    say(ERROR_TEXT.admission_expired, 'error');
+  }
+  // The shop refused the admission's grab path (or the question): ask the line where this buyer stands.
+  function recheckQueue() {
+    queue = null;
+    leaveAdmission();
+    queueAt = Math.min(queueAt, Date.now() + jitter(300, 500));
+  }
+  const validQueue = (b, joining) => ['waiting', 'admitted', 'sold_out'].includes(b.state) &&
+    (!joining || (typeof b.ticket === 'string' && b.ticket !== ''));
+
+  // Called on every tick: joins or polls the line when it is time.
+  function prepareQueue() {
+    if (!hasRoom() || !token || done || queueFinal || queueBusy || inFlight) return;
+    if (effectiveState() === 'ended') return;
+    if (!roomLoaded) loadRoom();
+    if (Date.now() >= queueAt) queueStep();
+  }
+  async function queueStep() {
+    queueBusy = true;
+    const mine = epoch;
+    const joining = !queueTicket;
+    const headers = authHeaders();
+    if (!joining) headers['X-Queue-Ticket'] = queueTicket;
+    let r;
+    try {
+      r = joining
+        ? await api(campaignPath() + '/queue', { method: 'POST', cache: 'no-store',
+          headers: Object.assign({ 'Content-Type': 'application/json' }, headers), body: '{}' }, 6000)
+        : await api(campaignPath() + '/queue', { headers, cache: 'no-store' }, 6000);
+    } catch (_) { r = null; }
+    queueBusy = false;
+    if (mine !== epoch) return;
+    if (r && r.status === 200 && validQueue(r.body, joining)) applyQueue(r.body, joining);
+    else queueFailure(r, joining);
+    render();
+  }
+  // The next poll: the shop's `poll_after_ms` with a little jitter, slower while the tab is hidden.
+  function nextPollMs(s) {
+    const after = Number.isFinite(s.poll_after_ms) && s.poll_after_ms > 0 ? Math.min(Math.max(s.poll_after_ms, 250), 30000) : 1000;
+    if (document.hidden) return Math.min(Math.max(after * 3, 3000), 15000) + jitter(0, 1000);
+    let ms = after * jitter(0.9, 0.3);
+    // Before the start: ask again just after it (spread over a second), when the place is drawn.
+    const untilStart = Number.isFinite(s.starts_at_ms) ? s.starts_at_ms - serverNow() : -1;
+    if (s.phase === 'pre_queue' && untilStart > 0) ms = Math.min(ms, untilStart + jitter(200, 1000));
+    return ms;
+  }
+  function applyQueue(s, joining) {
+    const local = Date.now();
+    const was = queue;
+    // A join after a refused ticket or a reset only counts as recovered once a poll with it works too.
+    if (!joining) queueStreak = 0;
+    queueNote = ''; queueNoteKind = '';
+    // A join's ticket, or a newer one (the rank drawn at the start): keep it from now on.
+    if (typeof s.ticket === 'string' && s.ticket) queueTicket = s.ticket;
+    queue = s;
+    if (s.state === 'waiting' && s.phase === 'queue' && Number.isInteger(s.position) && s.position > 0 &&
+        (!firstPos || s.position > firstPos)) firstPos = s.position;
+    saveRoom();
+    if (s.state === 'admitted') {
+      const path = sameOriginPath(s.grab_path);
+      if (!path) {
+        queue = null;
+        leaveAdmission();
+        queueStreak = 1;
+        queueNote = 'The shop sent an unusable purchase link; checking again…'; queueNoteKind = 'warn';
+        queueAt = local + jitter(1000, 1000);
+        return;
+      }
+      if (grabPath !== path) { grabPath = path; pathRetryAt = 0; prepNote = ''; }
+      admittedUntil = Number.isFinite(s.admitted_until_ms) && s.admitted_until_ms > 0 ? s.admitted_until_ms - offset : 0;
+      // Asked again once the turn should be over: the shop then ends it (admission_expired) or extends it.
+      queueAt = admittedUntil ? Math.max(admittedUntil + jitter(500, 1000), local + 5000) : local + jitter(30000, 10000);
+      if ((!was || was.state !== 'admitted') && !order) {
+        const left = admittedUntil ? ' You have ' + fmtWait((admittedUntil - local) / 1000) + '.' : '';
+        say('It\u2019s your turn! ' + (hasQuiz() ? 'Type the characters in the picture, then press Grab.' : 'Press Grab to buy.') + left, 'info');
+      }
+      return;
+    }
+    leaveAdmission();
+    // Sold out for everyone still in line: final-looking, but units may come back (an unpaid order
+    // expires), so the page still asks every ~10 s.
+    queueAt = local + (s.state === 'sold_out' ? (document.hidden ? jitter(20000, 10000) : jitter(9000, 2000)) : nextPollMs(s));
+  }
+  function queueFailure(r, joining) {
+    const local = Date.now();
+    queueStreak = Math.min(queueStreak + 1, 8);
+    const backoff = () => jitter(1000 * queueStreak, 1000 * queueStreak); // 1-2 s, growing to 8-16 s
+    const note = (text, kind, ms) => { queueNote = text; queueNoteKind = kind; queueAt = local + ms; };
+    if (!r) { note('Connection problem while checking your place in the line; retrying…', 'warn', backoff()); return; }
+    const code = r.body.code || '';
+    if (r.status === 200) { note('The shop sent an unusable answer about the line; retrying…', 'warn', backoff()); return; }
+    if (code === 'unauthorized' || r.status === 401) { setToken(null); say(ERROR_TEXT.unauthorized, 'error'); return; }
+    if (code === 'no_waiting_room') {
+      // The campaign has no line (any more): the ordinary funnel (grab-path) takes over.
+      noRoom = true; dropTicket(); queueNote = '';
+      setTimeout(refreshCampaign, jitter(200, 400));
+      return;
+    }
+    if (code === 'admission_expired') { admissionExpired(); return; }
+    if (code === 'ended' || code === 'campaign_stopped') {
+      finalState = 'ended'; done = true; queue = null; leaveAdmission();
+      say(ERROR_TEXT[code], 'error');
+      return;
+    }
+    if (code === 'sold_out') {
+      queue = Object.assign({}, queue || {}, { state: 'sold_out' });
+      leaveAdmission();
+      queueNote = ''; queueAt = local + jitter(9000, 2000);
+      return;
+    }
+    if (code === 'queue_reset') {
+      // The line was lost (the shop restarted it): join again, spread over a moment with the rest of the crowd.
+      dropTicket();
+      leaveAdmission();
+      note(ERROR_TEXT.queue_reset, 'warn', jitter(200, 1500) * Math.min(queueStreak, 4));
+      return;
+    }
+    if (!joining && (code === 'bad_ticket' || code === 'bad_request' || r.status === 403)) {
+      // The stored ticket is not this buyer's (or was not understood): join again.
+      dropTicket();
+      leaveAdmission();
+      note(ERROR_TEXT.bad_ticket, 'warn', jitter(300, 700) * Math.min(queueStreak, 4));
+      return;
+    }
+    if (code === 'rate_limited' || r.status === 429) {
+      note(ERROR_TEXT.rate_limited, 'warn', Math.max(retryAfterMs(r.headers), backoff()) + jitter(0, 500));
+      return;
+    }
+    if (code === 'queue_full') {
+      note(ERROR_TEXT.queue_full, 'warn', Math.max(retryAfterMs(r.headers), backoff()) + jitter(0, 1000));
+      return;
+    }
+    if (r.status === 503) {
+      note('The waiting room is briefly unavailable; your place is kept.', 'warn',
+        Math.max(retryAfterMs(r.headers), backoff()) + jitter(0, 500));
+      return;
+    }
+    if (code === 'campaign_not_found') {
+      note(ERROR_TEXT.campaign_not_found, 'error', jitter(5000, 5000));
+      setTimeout(refreshCampaign, jitter(200, 400));
+      return;
+    }
+    if (r.status === 404) {
+      note('The shop does not offer its waiting room right now; retrying…', 'warn', Math.max(jitter(5000, 5000), backoff()));
+      return;
+    }
+    note(errorText(code, r.body, r.status) + ' Retrying…', r.status >= 500 ? 'warn' : 'error', backoff());
+  }
+
+  // "about 2 min 10 s": coarser as the wait grows (an estimate, not a promise).
+  function fmtWait(secs) {
+    const t = Math.max(0, Math.round(secs));
+    if (t < 5) return 'a few seconds';
+    if (t < 60) return 'about ' + t + ' s';
+    if (t < 600) {
+      const r = Math.round(t / 10) * 10, m = Math.floor(r / 60), s = r % 60;
+      return 'about ' + m + ' min' + (s ? ' ' + s + ' s' : '');
+    }
+    if (t < 3600) return 'about ' + Math.round(t / 60) + ' min';
+    const m = Math.round(t / 60);
+    return 'about ' + Math.floor(m / 60) + ' h' + (m % 60 ? ' ' + (m % 60) + ' min' : '');
+  }
+  const fmtCount = (n) => Number(n).toLocaleString('en-US');
+  const setAttr = (node, name, value) => {
+    if (value === null) { if (node.hasAttribute(name)) node.removeAttribute(name); }
+    else if (node.getAttribute(name) !== value) node.setAttribute(name, value);
+  };
+  // The waiting-room panel: shown while the buyer waits (or the line is sold out), hidden once admitted.
+  function renderQueue(state) {
+    const room = hasRoom() && !!token;
+    let panel = 'off';
+    if (room) {
+      if (queueFinal) panel = 'expired';
+      else if (state === 'ended' || finalState === 'ended') panel = 'ended';
+      else if (queue) panel = queue.state === 'admitted' && !grabPath ? 'checking' : queue.state;
+      else panel = queueTicket ? 'checking' : 'joining';
+    }
+    setAttr(el.queue, 'data-state', panel);
+    const show = room && !done && !queueFinal && panel !== 'ended' && panel !== 'admitted';
+    el.queue.hidden = !show;
+    if (!show) return;
+    const s = queue;
+    const waiting = !!s && s.state === 'waiting';
+    const pre = waiting && s.phase === 'pre_queue';
+    const pos = waiting && Number.isInteger(s.position) && s.position > 0 ? s.position : 0;
+    setAttr(el.queue, 'data-phase', s && typeof s.phase === 'string' ? s.phase : null);
+    let text, info = '';
+    if (panel === 'sold_out') {
+      text = 'Sold out.';
+      info = 'Every unit left is sold or held by buyers ahead of you. If one comes back, this page lets you in by itself.';
+    } else if (pre) {
+      const of = Math.max(Number.isInteger(s.queued) ? s.queued : 0, pos);
+      text = 'Your place is drawn at random when the sale starts; expected place about ' + fmtCount(pos) + ' of ' + fmtCount(of) + '.';
+      info = 'Everyone who joins before the start has the same chance: there is no need to hurry. Keep this page open.';
+    } else if (pos) {
+      text = 'You are number ' + fmtCount(pos) + ' in line.';
+      const rate = Number(s.admit_per_s);
+      const shownRate = Math.round(rate * 10) / 10;
+      info = (Number.isInteger(s.queued) && s.queued > 0
+        ? fmtCount(s.queued) + (s.queued === 1 ? ' person has' : ' people have') + ' joined the line. ' : '') +
+        (shownRate > 0 ? 'The shop lets in about ' + fmtCount(shownRate) + (shownRate === 1 ? ' buyer' : ' buyers') + ' a second. ' : '') +
+        'Keep this page open: the Grab button unlocks at your turn.';
+    } else {
+      text = panel === 'checking' ? 'Checking your place in the line…' : 'Joining the line…';
+    }
+    setText(el.queuePosition, text);
+    setAttr(el.queuePosition, 'data-position', pos ? String(pos) : null);
+
+    // Progress: how far the line has moved since the buyer's first place after the draw.
+    const showBar = waiting && (pre || pos > 0);
+    el.queueProgress.hidden = !showBar;
+    if (showBar) {
+      if (pre || !firstPos) {
+        setAttr(el.queueProgress, 'value', null); // indeterminate: the place is not drawn yet
+        setAttr(el.queueProgress, 'aria-valuetext', pre ? 'Waiting for the start' : 'Starting');
+      } else {
+        const pct = Math.max(0, Math.min(100, Math.round(100 * (1 - pos / firstPos))));
+        setAttr(el.queueProgress, 'value', String(pct));
+        setAttr(el.queueProgress, 'aria-valuetext', pct + '% of the line ahead of you has gone through');
+      }
+    }
+    const eta = waiting && Number.isFinite(s.eta_s) && s.eta_s >= 0 ? s.eta_s : null;
+    el.queueEta.hidden = eta === null;
+    if (eta !== null) {
+      setText(el.queueEta, 'Estimated wait: ' + fmtWait(eta) + (pre ? ', counted from now (the sale starts first).' : '.'));
+      setAttr(el.queueEta, 'data-eta-s', String(Math.round(eta)));
+    }
+    let note = info, kind = '';
+    if (queueNote) {
+      const waitS = Math.ceil((queueAt - Date.now()) / 1000);
+      note = queueNote + (queueNoteKind === 'warn' && waitS > 1 ? ' Trying again in ' + waitS + ' s.' : '');
+      kind = queueNoteKind;
+    }
+    setText(el.queueNote, note);
+    setAttr(el.queueNote, 'data-kind', kind || null);
+  }
 
   // ---- 4. grab path and quiz (from the start instant) ------------------------
   // Backoff for a refused or failed preparation request; also applies what the refusal teaches.
@@ -259,6 +561,8 @@
       say(ERROR_TEXT[code], 'error'); return 0;
     }
     if (code === 'already_bought') { done = true; dropQuiz(); say(ERROR_TEXT.already_bought, 'info'); return 0; }
+    if (code === 'admission_expired') { admissionExpired(); return 0; }
+    if (code === 'not_admitted' && hasRoom()) { recheckQueue(); return jitter(1000, spread); }
     if (code === 'paused') { if (campaign) campaign.state = 'paused'; return jitter(2000, 1000); }
     if (r.status === 503 && r.headers.get('Retry-After')) return retryAfterMs(r.headers) + jitter(0, spread);
     return jitter(1000, spread);
@@ -361,14 +665,17 @@
     if (ev.key === 'Enter') { ev.preventDefault(); grab(); }
   });
 
-  // Called on every tick: starts whatever fetch the funnel is missing, once the sale is live.
+  // Called on every tick: starts whatever fetch the funnel is missing, once the sale is live (in a
+  // waiting-room sale, once the buyer is admitted: the admission gave the grab path).
   function prepare() {
     if (!token || done || inFlight || !campaign || effectiveState() !== 'live') return;
+    const room = hasRoom();
+    if (room && !admittedNow()) return;
     const now = Date.now();
     // Spread the first fetches of a crowd over 0.25 s after the start instant.
     if (!liveSeenAt) liveSeenAt = now + jitter(0, 250);
     if (now < liveSeenAt) return;
-    if (!grabPath && !pathBusy && now >= pathRetryAt) fetchGrabPath();
+    if (!room && !grabPath && !pathBusy && now >= pathRetryAt) fetchGrabPath();
     if (!hasQuiz() || quizBusy || document.hidden) return;
     if (quiz && now >= quiz.staleAt) { dropQuiz(); quizRetryAt = 0; fetchQuiz('The previous question expired; here is a new one.'); return; }
     if (!quiz && now >= quizRetryAt) fetchQuiz();
@@ -393,26 +700,34 @@
       startRefreshDone = true; // crossed the start: pick up the live state soon, spread over 0.5 s
       setTimeout(refreshCampaign, jitter(0, 500));
     }
-    if (state) setText(el.state, STATE_TEXT[state] || state);
+    const local = Date.now();
+    const room = hasRoom();
+    // In a waiting-room sale "grab now" is only true at the buyer's turn.
+    const inLine = state === 'live' && room && !!token && !done && !queueFinal && !admittedNow();
+    if (state) setText(el.state, inLine ? 'Live: the line is moving' : STATE_TEXT[state] || state);
     el.state.dataset.state = state || '';
 
-    const local = Date.now();
-    const quizOn = hasQuiz() && !!token && !done && state === 'live';
+    const quizOn = hasQuiz() && !!token && !done && state === 'live' && (!room || admittedNow());
     let enabled = false, hint = '';
     const waitS = Math.ceil((blockedUntil - local) / 1000);
     if (!campaignId || campaignId.includes('{{')) hint = 'This page must be opened through the shop (no campaign id).';
     else if (!campaign) hint = netNote || 'Loading the sale…';
     else if (done && !finalState) hint = 'You already have an order for this sale.';
     else if (inFlight) hint = 'Sending your request…';
+    else if (room && queueFinal) hint = 'Your turn to buy has passed.';
     else if (state === 'scheduled') {
-      hint = 'The button unlocks when the countdown reaches zero.' +
+      hint = (!room ? 'The button unlocks when the countdown reaches zero.'
+        : token ? 'You are in the waiting room. After the start the line moves, and the button unlocks at your turn.'
+          : 'Paste your buyer token above to join the waiting line.') +
         (hasQuiz() ? ' You will then type a few characters from a picture.' : '');
     } else if (state === 'sold_out') hint = 'Sold out. Thank you for taking part.';
     else if (state === 'ended') hint = 'This sale has ended.';
     else if (state === 'paused') hint = 'The sale is paused. Please wait.';
     else if (state !== 'live') hint = 'The sale is not open.';
-    else if (!token) hint = 'Paste your buyer token above to grab.';
-    else if (!grabPath) hint = prepNote || 'Getting your purchase link…';
+    else if (!token) hint = room ? 'Paste your buyer token above to join the waiting line.' : 'Paste your buyer token above to grab.';
+    else if (room && !admittedNow()) {
+      hint = queue && queue.state === 'waiting' ? 'Please wait for your turn: the button unlocks by itself.' : 'Getting your place in the line…';
+    } else if (!grabPath) hint = prepNote || 'Getting your purchase link…';
     else if (quizOn && !quiz) hint = 'Loading the question…';
     else {
       // Whole seconds left, not counting the 50 ms margin (so a 1 s minimum reads "1 s", never "2 s").
@@ -428,6 +743,7 @@
     el.grab.disabled = !enabled;
     setText(el.grab, inFlight ? 'Sending…' : 'Grab');
     setText(el.hint, hint);
+    renderQueue(state);
     renderPay();
 
     el.quiz.hidden = !quizOn;
@@ -440,7 +756,7 @@
       setText(el.quizNote, quizNote);
     }
   }
-  function tick() { prepare(); render(); }
+  function tick() { prepareQueue(); prepare(); render(); }
 
   // ---- 6. grab ------------------------------------------------------------
   function retryAfterMs(headers) {
@@ -505,6 +821,14 @@
       return;
     }
     if (code === 'unauthorized' || r.status === 401) { setToken(null); say(msg, 'error'); return; }
+    if (code === 'admission_expired') { admissionExpired(); return; }
+    if (hasRoom() && (code === 'not_admitted' || code === 'not_found' || code === 'forbidden' || code === 'method_not_allowed')) {
+      // The shop did not take this admission's path: the line says where this buyer stands now.
+      recheckQueue();
+      blockedUntil = Date.now() + jitter(500, 500);
+      say(ERROR_TEXT.not_admitted, 'warn');
+      return;
+    }
     if (code === 'rate_limited' || r.status === 429) {
       blockedUntil = Date.now() + retryAfterMs(r.headers);
     } else if (r.status === 503) {
@@ -735,7 +1059,10 @@
 
   // ---- start ----------------------------------------------------------------
   document.addEventListener('visibilitychange', () => {
-    if (!document.hidden) { syncClock(2).then(refreshCampaign); renderAccount(); tick(); }
+    if (document.hidden) return;
+    // Back in view: the place in line is checked soon (not sooner than a backoff or Retry-After asked).
+    if (!queueStreak && queue && queue.state === 'waiting') queueAt = Math.min(queueAt, Date.now() + jitter(0, 500));
+    syncClock(2).then(refreshCampaign); renderAccount(); tick();
   });
   setToken(tokenFromFragment() || store.get(TOKEN_KEY));
   if (!campaignId || campaignId.includes('{{')) { render(); return; }

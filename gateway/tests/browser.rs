@@ -426,3 +426,143 @@ async fn buyer_page_offers_pay_with_the_time_left_then_shows_expired() {
     assert_eq!(late.status, 409, "{}", String::from_utf8_lossy(&late.body));
     assert_eq!(late.code(), "order_expired");
 }
+
+/// Runs `buyer-queue.mjs` (a waiting-room buyer) and returns its run,
+/// asserting it succeeded.
+async fn run_queue_buyer(server: &Server, campaign: &str, token: &str, shot: &Path, extra: &[&str]) -> BrowserRun {
+    std::fs::create_dir_all(shot.parent().expect("artifact dir")).expect("artifact dir");
+    let _ = std::fs::remove_file(shot);
+    let mut args: Vec<String> = vec![
+        "--url".into(),
+        server.base.clone(),
+        "--campaign".into(),
+        campaign.into(),
+        "--token".into(),
+        token.into(),
+        "--screenshot".into(),
+        shot.to_string_lossy().into_owned(),
+        "--timeout-ms".into(),
+        JOURNEY_MS.to_string(),
+    ];
+    args.extend(extra.iter().map(|a| (*a).to_string()));
+    let run = tokio::task::spawn_blocking(move || run_script("buyer-queue.mjs", &args, BROWSER_LIMIT))
+        .await
+        .expect("browser run");
+    eprintln!("buyer-queue.mjs stderr:\n{}", run.stderr);
+    println!("buyer-queue.mjs stdout:\n{}", run.stdout);
+    assert_eq!(
+        run.exit,
+        Some(0),
+        "buyer-queue.mjs failed (exit {:?}):\nstdout: {}\nstderr: {}",
+        run.exit,
+        run.stdout,
+        run.stderr
+    );
+    assert_eq!(run.result["ok"], true, "{}", run.stdout);
+    run
+}
+
+/// Issue 11, acceptance 6: a waiting-room sale with a quiz. Twenty buyers
+/// queue ahead of the page's buyer; the room admits 2 a second. The page
+/// joins, shows a place that counts down with a progress bar and an
+/// estimated wait (Grab disabled meanwhile), is admitted, shows the
+/// question, grabs on the admission's path and shows "queued", then
+/// "confirmed". A second buyer, arriving when the stock left is spoken
+/// for, is told "sold out" at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn buyer_page_waits_in_line_with_a_countdown_then_passes_the_quiz_and_grabs() {
+    require_browser_tools();
+    let _one_at_a_time = BROWSER_TESTS.lock().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(&dir.path().join("data"), &[]);
+    let id = "browser-room";
+    let starts_at = now_ms() + 1_000;
+    server
+        .create_campaign(json!({
+            "id": id,
+            "title": "Waiting room item",
+            "stock": 40,
+            "starts_at_ms": starts_at,
+            "quiz": true,
+            "quiz_questions": 100,
+            "load_test": true,
+            "waiting_room": true,
+            "admit_per_s": 2,
+        }))
+        .await;
+    let (status, report) = admin_post_slow(
+        &server,
+        &format!("/admin/v1/campaigns/{id}/preload"),
+        Duration::from_secs(180),
+    )
+    .await;
+    assert_eq!(status, 200, "preload: {report}");
+    let export = server
+        .get(&format!("/admin/v1/campaigns/{id}/quiz-answers"), Some(ADMIN_TOKEN))
+        .await;
+    assert_eq!(export.status, 200);
+    let answers_file = dir.path().join("quiz-answers.json");
+    std::fs::write(&answers_file, &export.body).expect("write answers");
+    // Twenty buyers join ahead (after the start: first in, first out).
+    tokio::time::sleep(Duration::from_millis(starts_at.saturating_sub(now_ms()) + 200)).await;
+    let ahead = common::users("ahead-", 20);
+    for t in server.tokens(&ahead).await {
+        let r = common::queue::join(&server, id, &t).await;
+        assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    }
+    let token = server.tokens(&["room-buyer".to_string()]).await.remove(0);
+    let shot = artifact_path("buyer-queue.png");
+    let answers_arg = answers_file.to_string_lossy().into_owned();
+    let run = run_queue_buyer(&server, id, &token, &shot, &["--answers", &answers_arg, "--until", "confirmed"]).await;
+    let r = &run.result;
+    assert_eq!(r["joined"], true, "{r}");
+    assert_eq!(r["counted_down"], true, "the place counts down: {r}");
+    assert_eq!(r["position_increases"], 0, "{r}");
+    let places: Vec<u64> = r["position_numbers"]
+        .as_array()
+        .expect("positions")
+        .iter()
+        .filter_map(Value::as_u64)
+        .collect();
+    assert!(places.len() >= 3 && places[0] >= 5, "{places:?}");
+    assert_eq!(r["progress_visible"], true, "{r}");
+    assert_eq!(r["eta_visible"], true, "{r}");
+    assert_eq!(r["grab_enabled_while_waiting"], 0, "{r}");
+    assert_eq!(r["admitted"], true, "{r}");
+    assert_eq!(r["grab_path_requests"], 0, "{r}");
+    let posts = r["grab_posts"].as_array().expect("grab posts");
+    assert!(
+        !posts.is_empty() && posts.iter().all(|p| p.as_str().is_some_and(|p| p.contains("/grab/r"))),
+        "grabs on the admission's path: {r}"
+    );
+    assert!(r["image_url"].as_str().is_some_and(|u| !u.is_empty()), "the quiz was shown: {r}");
+    let history: Vec<&str> = r["status_history"].as_array().expect("history").iter().filter_map(Value::as_str).collect();
+    assert_eq!(history, vec!["queued", "confirmed"], "{r}");
+    assert_eq!(r["console_errors"].as_array().map_or(0, Vec::len), 0, "{r}");
+    let order_id = r["order_id"].as_str().expect("order id");
+    let row = exported_order(&server, id, "room-buyer").await;
+    assert_eq!(row["order_id"], order_id, "{row}");
+
+    // Sold out at once: a sale of one unit whose one place is taken.
+    let sold = "browser-room-sold";
+    server
+        .create_campaign(json!({
+            "id": sold, "stock": 1, "waiting_room": true, "admit_per_s": 100,
+        }))
+        .await;
+    let first = server.tokens(&["first".to_string()]).await.remove(0);
+    let r = common::queue::join(&server, sold, &first).await;
+    assert_eq!(r.status, 200);
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while server.stats(sold).await["waiting_room"]["queue_sold_out"] != true {
+        assert!(std::time::Instant::now() < deadline, "the one place was never taken");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let late = server.tokens(&["late".to_string()]).await.remove(0);
+    let shot = artifact_path("buyer-queue-sold-out.png");
+    let run = run_queue_buyer(&server, sold, &late, &shot, &["--expect", "sold_out", "--timeout-ms", "20000"]).await;
+    let r = &run.result;
+    assert_eq!(r["first_queue_state"], "sold_out", "told at once: {r}");
+    assert_eq!(r["sold_out_grab_disabled"], true, "{r}");
+    assert!(r["sold_out_text"].as_str().is_some_and(|t| t.to_lowercase().contains("sold out")), "{r}");
+}

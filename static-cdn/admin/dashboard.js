@@ -15,6 +15,15 @@
 // requests_per_s,
 // state) and, per refusal code, span[data-code="<code>"][data-value]; charts are
 // [data-chart-campaign="<id>"] holding two uPlot charts (.uplot canvas).
+//
+// Waiting rooms (campaigns whose stats carry `waiting_room`): one card each in #rooms,
+// [data-room-campaign="<id>"], whose numbers carry data-room-field (queued, waiting, pre_queued,
+// admitted, admitted_per_s, active, capacity, abandoned, eta_samples, eta_within_30pct,
+// eta_mean_abs_error_pct, admit_per_s) with the raw number in data-value, flags
+// span[data-room-flag="blocked"|"queue_sold_out"|"stale"], two uPlot charts ([data-chart="room-rate"]:
+// admitted/s against the configured rate; [data-chart="room-people"]: waiting, active, capacity) and
+// form[data-room-form] (input[name="admit_per_s"]) that sends POST /admin/v1/campaigns/{id}/waiting-room;
+// its outcome shows in [data-room-result] (data-kind ok, warn or error).
 (() => {
   'use strict';
 
@@ -27,6 +36,8 @@
   const MAX_CHARTS = 24; // campaigns with charts
   const HISTORY = 180; // points kept per chart (3 minutes at 1/s)
   const PARALLEL = 4; // stats requests at once within a refresh
+  const ADMIT_PER_S_MAX = 100000; // the server's range for admit_per_s (README "The waiting room")
+  const ROOM_STALE_MS = 5000; // a room whose as_of_ms has not moved for this long (local time) is flagged
 
   const UNIT_SERIES = [
     ['stock_total', 'stock', '#7f8c8d'],
@@ -102,19 +113,27 @@
 
   class Unauthorized extends Error {}
   class HttpError extends Error {
-    constructor(status, code, retryAfterMs) {
+    constructor(status, code, retryAfterMs, serverMessage) {
       super('HTTP ' + status + (code ? ' ' + code : ''));
+      this.status = status;
       this.retryAfterMs = retryAfterMs;
+      this.serverMessage = serverMessage || '';
     }
   }
 
-  async function api(path) {
+  // GET by default; `body` (an object) is sent as JSON with `method` (POST).
+  async function api(path, init) {
+    const opts = init || {};
     const ctl = new AbortController();
     const t = setTimeout(() => ctl.abort(), FETCH_TIMEOUT_MS);
+    const headers = { Authorization: 'Bearer ' + memoryToken, Accept: 'application/json' };
+    if (opts.body !== undefined) headers['Content-Type'] = 'application/json';
     let resp;
     try {
       resp = await fetch(path, {
-        headers: { Authorization: 'Bearer ' + memoryToken, Accept: 'application/json' },
+        method: opts.method || 'GET',
+        headers,
+        body: opts.body !== undefined ? JSON.stringify(opts.body) : undefined,
         cache: 'no-store',
         credentials: 'omit',
         signal: ctl.signal,
@@ -126,10 +145,14 @@
     }
     if (resp.status === 401) throw new Unauthorized();
     if (!resp.ok) {
-      let code = '';
-      try { code = (await resp.json()).code || ''; } catch (_) { /* not JSON */ }
+      let code = '', msg = '';
+      try {
+        const b = await resp.json();
+        code = (b && b.code) || '';
+        msg = b && typeof b.message === 'string' ? b.message : '';
+      } catch (_) { /* not JSON */ }
       const ra = Number(resp.headers.get('Retry-After'));
-      throw new HttpError(resp.status, code, ra > 0 ? ra * 1000 : 0);
+      throw new HttpError(resp.status, code, ra > 0 ? ra * 1000 : 0, msg);
     }
     return resp.json();
   }
@@ -256,6 +279,7 @@
       ? 'Live numbers for the first ' + MAX_STATS + ' of ' + list.length + ' campaigns (active first).' : '';
     renderHot(hot);
     renderCharts(polled.slice(0, MAX_CHARTS));
+    renderRooms(polled, stats, now);
   }
 
   function renderCodes(row, rejected) {
@@ -407,6 +431,221 @@
     }
   }
 
+  // ---- waiting rooms ------------------------------------------------------------------------------
+  // Per campaign with a room: its history (its own time axis: a room may appear after the campaign)
+  // and its charts; kept while the campaign is polled.
+  const rooms = new Map();
+  let roomSeq = 0; // unique ids for the form's label
+
+  function recordRoom(id, w, now) {
+    let r = rooms.get(id);
+    if (!r) {
+      r = { t: [], rate: [], target: [], waiting: [], active: [], capacity: [], charts: null, asOf: null, asOfSeenAt: now };
+      rooms.set(id, r);
+    }
+    const n = (v) => (typeof v === 'number' && Number.isFinite(v) ? v : null);
+    r.t.push(now / 1000);
+    r.rate.push(n(w.admitted_per_s));
+    r.target.push(n(w.settings && w.settings.admit_per_s));
+    r.waiting.push(n(w.waiting));
+    r.active.push(n(w.active));
+    r.capacity.push(n(w.capacity));
+    // Staleness by this browser's clock only (the server's may differ): when did as_of_ms last move?
+    if (n(w.as_of_ms) !== r.asOf) { r.asOf = n(w.as_of_ms); r.asOfSeenAt = now; }
+    if (r.t.length > HISTORY) {
+      const cut = r.t.length - HISTORY;
+      for (const k of ['t', 'rate', 'target', 'waiting', 'active', 'capacity']) r[k].splice(0, cut);
+    }
+    return r;
+  }
+
+  function roomRateChart(box, r) {
+    const opts = baseOpts('Admissions per second', chartWidth(box));
+    opts.series = [{}, { label: 'admitted/s', stroke: '#27ae60', width: 2 },
+      { label: 'rate set (admit_per_s)', stroke: '#7f8c8d', width: 1, dash: [4, 4] }];
+    return new uPlot(opts, [r.t, r.rate, r.target], box);
+  }
+
+  function roomPeopleChart(box, r) {
+    const opts = baseOpts('Buyers in the room', chartWidth(box));
+    opts.series = [{}, { label: 'waiting', stroke: '#e67e22', width: 2 },
+      { label: 'active', stroke: '#2e86de', width: 2 },
+      { label: 'capacity', stroke: '#8e44ad', width: 1, dash: [4, 4] }];
+    return new uPlot(opts, [r.t, r.waiting, r.active, r.capacity], box);
+  }
+
+  function destroyRoomCharts(r) {
+    if (r && r.charts) { r.charts.rate.destroy(); r.charts.people.destroy(); r.charts = null; }
+  }
+
+  // One number of a card: the text shown and the raw value in data-value.
+  function roomField(card, field, value, text) {
+    const dd = card.querySelector('[data-room-field="' + field + '"]');
+    if (!dd) return;
+    const shown = value === null || value === undefined ? '–' : text !== undefined ? text : String(value);
+    if (dd.textContent !== shown) dd.textContent = shown;
+    dd.dataset.value = value === null || value === undefined ? '' : String(value);
+  }
+
+  function roomCard(c) {
+    const card = el('article', { class: 'card room', 'data-room-campaign': c.id });
+    card.appendChild(el('h3', {}, c.id + (c.title ? ': ' + c.title : '')));
+    card.appendChild(el('p', { class: 'flags' }));
+    const dl = el('dl');
+    const rows = [
+      ['queued', 'Queued'], ['waiting', 'Waiting'], ['pre_queued', 'Pre-queued'], ['admitted', 'Admitted'],
+      ['admitted_per_s', 'Admitted/s'], ['admit_per_s', 'Rate set (admit_per_s)'], ['active', 'Active'],
+      ['capacity', 'Capacity'], ['abandoned', 'Abandoned'], ['eta_within_30pct', 'Estimates within ±30 %'],
+      ['eta_samples', 'Estimates scored'], ['eta_mean_abs_error_pct', 'Mean abs. error of estimates'],
+    ];
+    for (const [field, label] of rows) {
+      const div = el('div');
+      div.appendChild(el('dt', {}, label));
+      div.appendChild(el('dd', { 'data-room-field': field }, '–'));
+      dl.appendChild(div);
+    }
+    card.appendChild(dl);
+    card.appendChild(el('p', { class: 'note', 'data-room-field': 'settings' }));
+    card.appendChild(el('div', { class: 'chart', 'data-chart': 'room-rate' }));
+    card.appendChild(el('div', { class: 'chart', 'data-chart': 'room-people' }));
+
+    // The rate form, as the operator's only control here: one request at a time, the outcome shown.
+    const form = el('form', { class: 'room-form', 'data-room-form': '', novalidate: '' });
+    const inputId = 'admit-per-s-' + ++roomSeq;
+    form.appendChild(el('label', { for: inputId }, 'New admissions per second'));
+    form.appendChild(el('input', { id: inputId, name: 'admit_per_s', type: 'number', min: '1',
+      max: String(ADMIT_PER_S_MAX), step: '1', inputmode: 'numeric', autocomplete: 'off', required: '' }));
+    form.appendChild(el('button', { type: 'submit' }, 'Set rate'));
+    form.appendChild(el('p', { class: 'room-result', role: 'status', 'aria-live': 'polite', 'data-room-result': '' }));
+    form.addEventListener('submit', (ev) => {
+      ev.preventDefault();
+      setRate(c.id, form);
+    });
+    card.appendChild(form);
+    return card;
+  }
+
+  function roomResult(form, kind, text) {
+    const p = form.querySelector('[data-room-result]');
+    p.dataset.kind = kind;
+    p.textContent = text;
+  }
+
+  async function setRate(id, form) {
+    if (form.dataset.busy === 'true') return;
+    const input = form.querySelector('input[name="admit_per_s"]');
+    const button = form.querySelector('button');
+    const raw = input.value.trim();
+    const n = Number(raw);
+    if (!/^\d+$/.test(raw) || !Number.isSafeInteger(n) || n < 1 || n > ADMIT_PER_S_MAX) {
+      roomResult(form, 'error', 'Enter a whole number of admissions per second from 1 to ' + ADMIT_PER_S_MAX + '.');
+      input.focus();
+      return;
+    }
+    form.dataset.busy = 'true';
+    button.disabled = true;
+    input.disabled = true;
+    roomResult(form, '', 'Setting ' + n + ' admissions per second…');
+    try {
+      const view = await api('/admin/v1/campaigns/' + encodeURIComponent(id) + '/waiting-room',
+        { method: 'POST', body: { admit_per_s: n } });
+      const set = view && view.waiting_room_settings && view.waiting_room_settings.admit_per_s;
+      roomResult(form, 'ok', 'Admissions set to ' + (typeof set === 'number' ? set : n) + ' per second at ' +
+        new Date().toLocaleTimeString() + '; every gateway applies it at its next refresh of the room.');
+      input.value = '';
+      // Show the new settings now rather than at the next refresh.
+      if (running && failures === 0) schedule(0);
+    } catch (e) {
+      if (e instanceof Unauthorized) {
+        storeToken('');
+        showLogin('The admin token was refused (401 unauthorized). Enter a valid token.');
+        return;
+      }
+      if (e instanceof HttpError) {
+        const why = e.message + (e.serverMessage ? ': ' + e.serverMessage : '');
+        const again = e.retryAfterMs ? ' Try again in ' + Math.ceil(e.retryAfterMs / 1000) + ' s.' : '';
+        roomResult(form, e.status >= 500 || e.status === 429 ? 'warn' : 'error', 'Not changed (' + why + ').' + again);
+      } else {
+        // No answer: the change may or may not have been applied.
+        roomResult(form, 'warn', 'No clear answer (' + ((e && e.message) || e) + '): the rate may or may not have ' +
+          'changed. Check "Rate set" after the next refresh before sending again.');
+      }
+    } finally {
+      form.dataset.busy = 'false';
+      button.disabled = false;
+      input.disabled = false;
+    }
+  }
+
+  function renderRooms(polled, stats, now) {
+    const root = $('rooms');
+    const withRoom = polled.filter((c) => {
+      const s = stats.get(c.id);
+      return s && s.waiting_room && typeof s.waiting_room === 'object';
+    });
+    const wanted = new Set(withRoom.map((c) => c.id));
+    for (const card of Array.from(root.children)) {
+      if (!wanted.has(card.dataset.roomCampaign)) {
+        destroyRoomCharts(rooms.get(card.dataset.roomCampaign));
+        rooms.delete(card.dataset.roomCampaign);
+        card.remove();
+      }
+    }
+    $('rooms-section').hidden = withRoom.length === 0;
+    for (const c of withRoom) {
+      const w = stats.get(c.id).waiting_room;
+      const r = recordRoom(c.id, w, now);
+      let card = root.querySelector('[data-room-campaign="' + CSS.escape(c.id) + '"]');
+      if (!card) {
+        card = roomCard(c);
+        root.appendChild(card);
+      }
+      const num = (v) => (typeof v === 'number' && Number.isFinite(v) ? v : null);
+      const set = w.settings || {};
+      for (const f of ['queued', 'waiting', 'pre_queued', 'admitted', 'active', 'capacity', 'abandoned']) {
+        roomField(card, f, num(w[f]));
+      }
+      roomField(card, 'admitted_per_s', num(w.admitted_per_s));
+      roomField(card, 'admit_per_s', num(set.admit_per_s));
+      const acc = w.eta_accuracy || {};
+      const samples = num(acc.samples), within = num(acc.within_30pct), err = num(acc.mean_abs_error_pct);
+      roomField(card, 'eta_samples', samples);
+      roomField(card, 'eta_within_30pct', within, within === null ? undefined
+        : within + ' / ' + (samples || 0) + (samples ? ' (' + Math.round((100 * within) / samples) + ' %)' : ''));
+      roomField(card, 'eta_mean_abs_error_pct', samples ? err : null, err === null ? undefined : err + ' %');
+
+      const settings = card.querySelector('[data-room-field="settings"]');
+      const settingsText = 'Settings: ' + fmt(set.admit_per_s) + ' admissions/s, at most ' + fmt(set.admitted_max) +
+        ' admitted at once, an admission lasts ' + fmt(set.admit_ttl_s) + ' s, ' + fmt(set.stock_factor_pct) +
+        ' % admitted per unit left, at most ' + fmt(set.queue_max) + ' queued.';
+      if (settings.textContent !== settingsText) settings.textContent = settingsText;
+      const input = card.querySelector('input[name="admit_per_s"]');
+      if (typeof set.admit_per_s === 'number') input.placeholder = String(set.admit_per_s);
+
+      const flags = card.querySelector('.flags');
+      flags.textContent = '';
+      if (w.blocked) flags.appendChild(el('span', { class: 'flag', 'data-room-flag': 'blocked', title: 'Active buyers are at the capacity: admissions wait for them to finish.' }, 'blocked: at capacity'));
+      if (w.queue_sold_out) flags.appendChild(el('span', { class: 'flag', 'data-room-flag': 'queue_sold_out', title: 'Nobody still waiting can be admitted: they are told sold out.' }, 'queue sold out'));
+      if (now - r.asOfSeenAt > ROOM_STALE_MS) {
+        flags.appendChild(el('span', { class: 'flag', 'data-room-flag': 'stale', title: 'as_of_ms has not changed since then' },
+          'not updated for ' + Math.round((now - r.asOfSeenAt) / 1000) + ' s'));
+      }
+
+      if (typeof uPlot !== 'function') continue; // renderCharts says the library did not load
+      if (!r.charts) {
+        r.charts = {
+          rate: roomRateChart(card.querySelector('[data-chart="room-rate"]'), r),
+          people: roomPeopleChart(card.querySelector('[data-chart="room-people"]'), r),
+        };
+      } else {
+        r.charts.rate.setData([r.t, r.rate, r.target]);
+        r.charts.people.setData([r.t, r.waiting, r.active, r.capacity]);
+      }
+      showLatest(r.charts.rate, r.t.length);
+      showLatest(r.charts.people, r.t.length);
+    }
+  }
+
   let resizeTimer = null;
   window.addEventListener('resize', () => {
     clearTimeout(resizeTimer);
@@ -417,6 +656,13 @@
         const w = chartWidth(card.querySelector('[data-chart="units"]'));
         h.charts.units.setSize({ width: w, height: 200 });
         h.charts.rates.setSize({ width: w, height: 200 });
+      }
+      for (const card of document.querySelectorAll('[data-room-campaign]')) {
+        const r = rooms.get(card.dataset.roomCampaign);
+        if (!r || !r.charts) continue;
+        const w = chartWidth(card.querySelector('[data-chart="room-rate"]'));
+        r.charts.rate.setSize({ width: w, height: 200 });
+        r.charts.people.setSize({ width: w, height: 200 });
       }
     }, 150);
   });

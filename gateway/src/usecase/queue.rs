@@ -458,6 +458,7 @@ async fn answer(
         }
     };
     out.approximate = false;
+    out.queued = out.queued.max(rank);
     match state.place(rank) {
         _ if sold_out => out.state = QueueState::SoldOut,
         Place::SoldOut => out.state = QueueState::SoldOut,
