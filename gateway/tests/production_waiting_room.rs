@@ -28,16 +28,20 @@ async fn a_pre_queue_across_two_gateways_is_drawn_at_random_with_one_place_per_b
     ];
     // Starts once everyone has joined (joins take a few seconds here).
     let starts_at = now_ms() + 35_000;
+    // Campaign ids are unique per run: the tests share one Redis.
+    let id = format!("fair-{}", now_ms());
+    let id = id.as_str();
     gs[0]
         .create_campaign(room_spec(
-            "fair",
+            id,
             100_000,
             2_000,
-            json!({ "starts_at_ms": starts_at }),
+            json!({ "starts_at_ms": starts_at, "admitted_max": 100_000 }),
         ))
         .await;
+    let created = Instant::now();
     let seen = common::prod::eventually(10, async || {
-        gs[1].get("/api/v1/campaigns/fair", None).await.status == 200
+        gs[1].get(&format!("/api/v1/campaigns/{id}"), None).await.status == 200
     })
     .await;
     assert!(seen, "the second gateway never saw the campaign");
@@ -50,22 +54,24 @@ async fn a_pre_queue_across_two_gateways_is_drawn_at_random_with_one_place_per_b
     // joins in random order.
     let hammer = {
         let gs = gs.clone();
+        let id = id.to_string();
         tokio::spawn(async move {
             let mut tickets = HashSet::new();
             for i in 0..HAMMER_JOINS {
-                let r = join(&gs[i % 2], "fair", &hammer_token).await;
+                let r = join(&gs[i % 2], &id, &hammer_token).await;
                 assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
                 tickets.insert(r.json()["ticket"].as_str().unwrap().to_string());
             }
             tickets
         })
     };
-    let crowd = join_all(&gs, "fair", &names[..BUYERS], &tokens[..BUYERS], 64).await;
+    let crowd = join_all(&gs, id, &names[..BUYERS], &tokens[..BUYERS], 64).await;
     let hammer_tickets = hammer.await.expect("hammer");
     assert_eq!(hammer_tickets.len(), 1, "one user, one ticket");
+    println!("{} buyers and {HAMMER_JOINS} joins of one buyer in {:?}", BUYERS, created.elapsed());
     assert!(now_ms() < starts_at, "joins took too long: start the sale later");
     let mut queued = crowd;
-    let first_hammer = join(&gs[1], "fair", &tokens[BUYERS]).await;
+    let first_hammer = join(&gs[1], id, &tokens[BUYERS]).await;
     assert_eq!(first_hammer.status, 200);
     queued.push(Queued {
         user: "hammer".into(),
@@ -82,14 +88,14 @@ async fn a_pre_queue_across_two_gateways_is_drawn_at_random_with_one_place_per_b
     // Every buyer has exactly one ticket: joining again, on the other
     // gateway, gives the same one.
     for q in queued.iter().step_by(97) {
-        let again = join(&gs[(q.gateway + 1) % 2], "fair", &q.token).await.json();
+        let again = join(&gs[(q.gateway + 1) % 2], id, &q.token).await.json();
         assert_eq!(again["ticket"].as_str(), Some(q.ticket.as_str()), "{}", q.user);
     }
     // Hold the cursor at the draw (paused), so each position is the rank.
-    operator(&gs[0], "fair", "pause").await;
+    operator(&gs[0], id, "pause").await;
     let wait = Duration::from_millis(starts_at.saturating_sub(now_ms()) + 1_000);
     tokio::time::sleep(wait).await;
-    let ranked = poll_all(&gs, "fair", &queued, 64, |i| i + 1).await;
+    let ranked = poll_all(&gs, id, &queued, 64, |i| i + 1).await;
     let mut positions = Vec::with_capacity(queued.len());
     for (q, r) in queued.iter_mut().zip(&ranked) {
         assert_eq!(r.status, 200, "{}: {}", q.user, String::from_utf8_lossy(&r.body));
@@ -108,7 +114,7 @@ async fn a_pre_queue_across_two_gateways_is_drawn_at_random_with_one_place_per_b
     // Both gateways give the same position (ranked tickets: no look-up).
     let idx: Vec<usize> = (0..queued.len()).step_by(41).collect();
     let sample: Vec<Queued> = idx.iter().map(|&i| queued[i].clone()).collect();
-    let other = poll_all(&gs, "fair", &sample, 64, |k| idx[k]).await;
+    let other = poll_all(&gs, id, &sample, 64, |k| idx[k]).await;
     for (k, r) in other.iter().enumerate() {
         assert_eq!(r.json()["position"].as_u64(), Some(positions[idx[k]]), "{}", sample[k].user);
     }
@@ -129,15 +135,16 @@ async fn a_pre_queue_across_two_gateways_is_drawn_at_random_with_one_place_per_b
         .map(|k| 1 + k * (queued.len() as u64 - 1) / 149)
         .map(|p| (p, by_place[&p].clone()))
         .collect();
-    operator(&gs[0], "fair", "resume").await;
+    operator(&gs[0], id, "resume").await;
     let started = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
     for (i, (place, q)) in watched.into_iter().enumerate() {
         let g: Arc<Server> = Arc::clone(&gs[i % 2]);
+        let id = id.to_string();
         tasks.spawn(async move {
             let deadline = Instant::now() + Duration::from_secs(40);
             loop {
-                let v: Value = poll(&g, "fair", &q.token, &q.ticket).await.json();
+                let v: Value = poll(&g, &id, &q.token, &q.ticket).await.json();
                 if v["state"] == "admitted" {
                     return (place, started.elapsed().as_secs_f64());
                 }
@@ -155,6 +162,6 @@ async fn a_pre_queue_across_two_gateways_is_drawn_at_random_with_one_place_per_b
     let follows = spearman(&places, &times);
     println!("rank correlation of admission time with place {follows:+.4}");
     assert!(follows > 0.95, "{follows}");
-    let s = gs[1].stats("fair").await["waiting_room"].clone();
+    let s = gs[1].stats(id).await["waiting_room"].clone();
     assert_eq!(s["pre_queued"], queued.len(), "{s}");
 }
