@@ -113,7 +113,11 @@ impl Plan {
                     body: f.body.clone(),
                 }
             }
-            Self::Join { path, buyers, users } => {
+            Self::Join {
+                path,
+                buyers,
+                users,
+            } => {
                 if i >= *users {
                     return Ok(None);
                 }

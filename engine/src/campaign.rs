@@ -243,7 +243,11 @@ impl CampaignSpec {
             queue_max: self.queue_max,
         };
         let waiting_room = if self.waiting_room.unwrap_or(false) {
-            Some(patch.apply(crate::room::RoomConfig::default()).map_err(SpecError::Room)?)
+            Some(
+                patch
+                    .apply(crate::room::RoomConfig::default())
+                    .map_err(SpecError::Room)?,
+            )
         } else if let Some(field) = patch.first_given() {
             return Err(SpecError::Room(field));
         } else {

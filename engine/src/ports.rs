@@ -442,8 +442,11 @@ pub trait RoomStore: Send + Sync + 'static {
         eta_s: u32,
     ) -> Result<u32, RoomError>;
     /// A pre-queued buyer's rank once the queue is sealed.
-    async fn pre_rank(&self, campaign: &CampaignId, user: &UserId)
-        -> Result<Option<u64>, RoomError>;
+    async fn pre_rank(
+        &self,
+        campaign: &CampaignId,
+        user: &UserId,
+    ) -> Result<Option<u64>, RoomError>;
     /// The queue's size, sealing it if `now_ms` is at or past the start.
     async fn counts(
         &self,
@@ -454,8 +457,12 @@ pub trait RoomStore: Send + Sync + 'static {
     ) -> Result<QueueCounts, RoomError>;
     /// Takes or keeps the lease on advancing the cursor for `lease_ms`;
     /// `true` while `owner` holds it.
-    async fn lead(&self, campaign: &CampaignId, owner: u64, lease_ms: u64)
-        -> Result<bool, RoomError>;
+    async fn lead(
+        &self,
+        campaign: &CampaignId,
+        owner: u64,
+        lease_ms: u64,
+    ) -> Result<bool, RoomError>;
     async fn state(&self, campaign: &CampaignId) -> Result<Option<RoomState>, RoomError>;
     /// Stores the cursor only while `owner` holds the lease.
     async fn put_state(
@@ -466,8 +473,7 @@ pub trait RoomStore: Send + Sync + 'static {
     ) -> Result<bool, RoomError>;
     /// One use of `rank`'s admission, at most `limit` in all: `true` if
     /// granted. A rank with a use counts as finished.
-    async fn claim(&self, campaign: &CampaignId, rank: u64, limit: u32)
-        -> Result<bool, RoomError>;
+    async fn claim(&self, campaign: &CampaignId, rank: u64, limit: u32) -> Result<bool, RoomError>;
     /// Gives back one use (its grab failed through no fault of the buyer).
     async fn unclaim(&self, campaign: &CampaignId, rank: u64) -> Result<(), RoomError>;
     /// Finished ranks: `(above rank, in all)`.

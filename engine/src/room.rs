@@ -199,7 +199,9 @@ pub struct RoomState {
 /// Where a ranked buyer stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Place {
-    Waiting { position: u64 },
+    Waiting {
+        position: u64,
+    },
     Admitted,
     /// Admitted, and the admission lapsed unused.
     Lapsed,
@@ -276,8 +278,7 @@ impl RoomState {
         // After this tick's admissions: nobody still waiting can be
         // admitted once the stock left is spoken for.
         self.queue_sold_out = self.sold_out || by_stock.is_some_and(|s| self.active >= s);
-        if step > 0 {
-            let gained = (self.admitted_milli - before) * 1000 / step;
+        if let Some(gained) = ((self.admitted_milli - before) * 1000).checked_div(step) {
             let alpha = step.min(RATE_WINDOW_MS);
             self.rate_milli =
                 (self.rate_milli * (RATE_WINDOW_MS - alpha) + gained * alpha) / RATE_WINDOW_MS;
@@ -372,7 +373,11 @@ mod tests {
         assert_eq!(s.admitted(), 0, "nothing before the start");
         run(&mut s, &c, 1_000, 11_000, 100, input(0, 10_000, 10_000));
         assert_eq!(s.admitted(), 1_000, "10 s at 100/s");
-        assert!((s.rate_milli as i64 - 100_000).abs() < 2_000, "{}", s.rate_milli);
+        assert!(
+            (s.rate_milli as i64 - 100_000).abs() < 2_000,
+            "{}",
+            s.rate_milli
+        );
         assert_eq!(s.place(1_000), Place::Admitted);
         assert_eq!(s.place(1_500), Place::Waiting { position: 500 });
         assert_eq!(s.eta_s(&c, 500), 5);
@@ -463,7 +468,10 @@ mod tests {
             units_left: None,
             ..input(0, 100, 0)
         };
-        let i = TickInput { sold_out: false, ..i };
+        let i = TickInput {
+            sold_out: false,
+            ..i
+        };
         run(&mut s, &c, 1_000, 2_000, 100, i);
         assert_eq!(s.admitted(), 0);
         assert!(!s.queue_sold_out && !s.sold_out);

@@ -87,7 +87,10 @@ pub async fn connect_shared(
                 .await
                 .with_context(|| format!("connecting to redis at {url}"))?;
             (
-                Arc::new(RedisSharedState::new(conn.clone(), p.redis_key_prefix.clone())),
+                Arc::new(RedisSharedState::new(
+                    conn.clone(),
+                    p.redis_key_prefix.clone(),
+                )),
                 Arc::new(RedisRoomStore::new(conn, p.redis_key_prefix.clone())),
             )
         }
@@ -98,7 +101,10 @@ pub async fn connect_shared(
                 .await
                 .with_context(|| format!("connecting to the redis cluster {nodes:?}"))?;
             (
-                Arc::new(RedisSharedState::new(conn.clone(), p.redis_key_prefix.clone())),
+                Arc::new(RedisSharedState::new(
+                    conn.clone(),
+                    p.redis_key_prefix.clone(),
+                )),
                 Arc::new(RedisRoomStore::new(conn, p.redis_key_prefix.clone())),
             )
         }

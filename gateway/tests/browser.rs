@@ -429,7 +429,13 @@ async fn buyer_page_offers_pay_with_the_time_left_then_shows_expired() {
 
 /// Runs `buyer-queue.mjs` (a waiting-room buyer) and returns its run,
 /// asserting it succeeded.
-async fn run_queue_buyer(server: &Server, campaign: &str, token: &str, shot: &Path, extra: &[&str]) -> BrowserRun {
+async fn run_queue_buyer(
+    server: &Server,
+    campaign: &str,
+    token: &str,
+    shot: &Path,
+    extra: &[&str],
+) -> BrowserRun {
     std::fs::create_dir_all(shot.parent().expect("artifact dir")).expect("artifact dir");
     let _ = std::fs::remove_file(shot);
     let mut args: Vec<String> = vec![
@@ -445,9 +451,10 @@ async fn run_queue_buyer(server: &Server, campaign: &str, token: &str, shot: &Pa
         JOURNEY_MS.to_string(),
     ];
     args.extend(extra.iter().map(|a| (*a).to_string()));
-    let run = tokio::task::spawn_blocking(move || run_script("buyer-queue.mjs", &args, BROWSER_LIMIT))
-        .await
-        .expect("browser run");
+    let run =
+        tokio::task::spawn_blocking(move || run_script("buyer-queue.mjs", &args, BROWSER_LIMIT))
+            .await
+            .expect("browser run");
     eprintln!("buyer-queue.mjs stderr:\n{}", run.stderr);
     println!("buyer-queue.mjs stdout:\n{}", run.stdout);
     assert_eq!(
@@ -498,13 +505,19 @@ async fn buyer_page_waits_in_line_with_a_countdown_then_passes_the_quiz_and_grab
     .await;
     assert_eq!(status, 200, "preload: {report}");
     let export = server
-        .get(&format!("/admin/v1/campaigns/{id}/quiz-answers"), Some(ADMIN_TOKEN))
+        .get(
+            &format!("/admin/v1/campaigns/{id}/quiz-answers"),
+            Some(ADMIN_TOKEN),
+        )
         .await;
     assert_eq!(export.status, 200);
     let answers_file = dir.path().join("quiz-answers.json");
     std::fs::write(&answers_file, &export.body).expect("write answers");
     // Twenty buyers join ahead (after the start: first in, first out).
-    tokio::time::sleep(Duration::from_millis(starts_at.saturating_sub(now_ms()) + 200)).await;
+    tokio::time::sleep(Duration::from_millis(
+        starts_at.saturating_sub(now_ms()) + 200,
+    ))
+    .await;
     let ahead = common::users("ahead-", 20);
     for t in server.tokens(&ahead).await {
         let r = common::queue::join(&server, id, &t).await;
@@ -513,7 +526,14 @@ async fn buyer_page_waits_in_line_with_a_countdown_then_passes_the_quiz_and_grab
     let token = server.tokens(&["room-buyer".to_string()]).await.remove(0);
     let shot = artifact_path("buyer-queue.png");
     let answers_arg = answers_file.to_string_lossy().into_owned();
-    let run = run_queue_buyer(&server, id, &token, &shot, &["--answers", &answers_arg, "--until", "confirmed"]).await;
+    let run = run_queue_buyer(
+        &server,
+        id,
+        &token,
+        &shot,
+        &["--answers", &answers_arg, "--until", "confirmed"],
+    )
+    .await;
     let r = &run.result;
     assert_eq!(r["joined"], true, "{r}");
     assert_eq!(r["counted_down"], true, "the place counts down: {r}");
@@ -532,11 +552,22 @@ async fn buyer_page_waits_in_line_with_a_countdown_then_passes_the_quiz_and_grab
     assert_eq!(r["grab_path_requests"], 0, "{r}");
     let posts = r["grab_posts"].as_array().expect("grab posts");
     assert!(
-        !posts.is_empty() && posts.iter().all(|p| p.as_str().is_some_and(|p| p.contains("/grab/r"))),
+        !posts.is_empty()
+            && posts
+                .iter()
+                .all(|p| p.as_str().is_some_and(|p| p.contains("/grab/r"))),
         "grabs on the admission's path: {r}"
     );
-    assert!(r["image_url"].as_str().is_some_and(|u| !u.is_empty()), "the quiz was shown: {r}");
-    let history: Vec<&str> = r["status_history"].as_array().expect("history").iter().filter_map(Value::as_str).collect();
+    assert!(
+        r["image_url"].as_str().is_some_and(|u| !u.is_empty()),
+        "the quiz was shown: {r}"
+    );
+    let history: Vec<&str> = r["status_history"]
+        .as_array()
+        .expect("history")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
     assert_eq!(history, vec!["queued", "confirmed"], "{r}");
     assert_eq!(r["console_errors"].as_array().map_or(0, Vec::len), 0, "{r}");
     let order_id = r["order_id"].as_str().expect("order id");
@@ -555,14 +586,29 @@ async fn buyer_page_waits_in_line_with_a_countdown_then_passes_the_quiz_and_grab
     assert_eq!(r.status, 200);
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
     while server.stats(sold).await["waiting_room"]["queue_sold_out"] != true {
-        assert!(std::time::Instant::now() < deadline, "the one place was never taken");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the one place was never taken"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let late = server.tokens(&["late".to_string()]).await.remove(0);
     let shot = artifact_path("buyer-queue-sold-out.png");
-    let run = run_queue_buyer(&server, sold, &late, &shot, &["--expect", "sold_out", "--timeout-ms", "20000"]).await;
+    let run = run_queue_buyer(
+        &server,
+        sold,
+        &late,
+        &shot,
+        &["--expect", "sold_out", "--timeout-ms", "20000"],
+    )
+    .await;
     let r = &run.result;
     assert_eq!(r["first_queue_state"], "sold_out", "told at once: {r}");
     assert_eq!(r["sold_out_grab_disabled"], true, "{r}");
-    assert!(r["sold_out_text"].as_str().is_some_and(|t| t.to_lowercase().contains("sold out")), "{r}");
+    assert!(
+        r["sold_out_text"]
+            .as_str()
+            .is_some_and(|t| t.to_lowercase().contains("sold out")),
+        "{r}"
+    );
 }

@@ -41,7 +41,11 @@ async fn a_pre_queue_across_two_gateways_is_drawn_at_random_with_one_place_per_b
         .await;
     let created = Instant::now();
     let seen = common::prod::eventually(10, async || {
-        gs[1].get(&format!("/api/v1/campaigns/{id}"), None).await.status == 200
+        gs[1]
+            .get(&format!("/api/v1/campaigns/{id}"), None)
+            .await
+            .status
+            == 200
     })
     .await;
     assert!(seen, "the second gateway never saw the campaign");
@@ -68,8 +72,15 @@ async fn a_pre_queue_across_two_gateways_is_drawn_at_random_with_one_place_per_b
     let crowd = join_all(&gs, id, &names[..BUYERS], &tokens[..BUYERS], 64).await;
     let hammer_tickets = hammer.await.expect("hammer");
     assert_eq!(hammer_tickets.len(), 1, "one user, one ticket");
-    println!("{} buyers and {HAMMER_JOINS} joins of one buyer in {:?}", BUYERS, created.elapsed());
-    assert!(now_ms() < starts_at, "joins took too long: start the sale later");
+    println!(
+        "{} buyers and {HAMMER_JOINS} joins of one buyer in {:?}",
+        BUYERS,
+        created.elapsed()
+    );
+    assert!(
+        now_ms() < starts_at,
+        "joins took too long: start the sale later"
+    );
     let mut queued = crowd;
     let first_hammer = join(&gs[1], id, &tokens[BUYERS]).await;
     assert_eq!(first_hammer.status, 200);
@@ -89,7 +100,12 @@ async fn a_pre_queue_across_two_gateways_is_drawn_at_random_with_one_place_per_b
     // gateway, gives the same one.
     for q in queued.iter().step_by(97) {
         let again = join(&gs[(q.gateway + 1) % 2], id, &q.token).await.json();
-        assert_eq!(again["ticket"].as_str(), Some(q.ticket.as_str()), "{}", q.user);
+        assert_eq!(
+            again["ticket"].as_str(),
+            Some(q.ticket.as_str()),
+            "{}",
+            q.user
+        );
     }
     // Hold the cursor at the draw (paused), so each position is the rank.
     operator(&gs[0], id, "pause").await;
@@ -98,16 +114,32 @@ async fn a_pre_queue_across_two_gateways_is_drawn_at_random_with_one_place_per_b
     let ranked = poll_all(&gs, id, &queued, 64, |i| i + 1).await;
     let mut positions = Vec::with_capacity(queued.len());
     for (q, r) in queued.iter_mut().zip(&ranked) {
-        assert_eq!(r.status, 200, "{}: {}", q.user, String::from_utf8_lossy(&r.body));
+        assert_eq!(
+            r.status,
+            200,
+            "{}: {}",
+            q.user,
+            String::from_utf8_lossy(&r.body)
+        );
         let v = r.json();
-        assert_eq!((v["state"].as_str(), v["phase"].as_str()), (Some("waiting"), Some("queue")), "{v}");
-        q.ticket = v["ticket"].as_str().expect("a ranked ticket after the draw").to_string();
+        assert_eq!(
+            (v["state"].as_str(), v["phase"].as_str()),
+            (Some("waiting"), Some("queue")),
+            "{v}"
+        );
+        q.ticket = v["ticket"]
+            .as_str()
+            .expect("a ranked ticket after the draw")
+            .to_string();
         positions.push(v["position"].as_u64().expect("position"));
     }
     let distinct: HashSet<u64> = positions.iter().copied().collect();
     assert_eq!(distinct.len(), queued.len(), "one place each");
     assert_eq!(
-        (positions.iter().min().copied(), positions.iter().max().copied()),
+        (
+            positions.iter().min().copied(),
+            positions.iter().max().copied()
+        ),
         (Some(1), Some(queued.len() as u64)),
         "the places are 1..=n"
     );
@@ -116,21 +148,35 @@ async fn a_pre_queue_across_two_gateways_is_drawn_at_random_with_one_place_per_b
     let sample: Vec<Queued> = idx.iter().map(|&i| queued[i].clone()).collect();
     let other = poll_all(&gs, id, &sample, 64, |k| idx[k]).await;
     for (k, r) in other.iter().enumerate() {
-        assert_eq!(r.json()["position"].as_u64(), Some(positions[idx[k]]), "{}", sample[k].user);
+        assert_eq!(
+            r.json()["position"].as_u64(),
+            Some(positions[idx[k]]),
+            "{}",
+            sample[k].user
+        );
     }
     // The draw is a random permutation of the join order.
     let base = queued.iter().map(|q| q.at).min().expect("buyers");
-    let joined_at: Vec<f64> = queued[..BUYERS].iter().map(|q| (q.at - base).as_secs_f64()).collect();
+    let joined_at: Vec<f64> = queued[..BUYERS]
+        .iter()
+        .map(|q| (q.at - base).as_secs_f64())
+        .collect();
     let join_order: Vec<f64> = (0..BUYERS).map(|i| i as f64).collect();
     let place: Vec<f64> = positions[..BUYERS].iter().map(|&p| p as f64).collect();
     let by_time = spearman(&joined_at, &place);
     let by_order = spearman(&join_order, &place);
-    println!("rank correlation of place with join time {by_time:+.4}, with join order {by_order:+.4}");
+    println!(
+        "rank correlation of place with join time {by_time:+.4}, with join order {by_order:+.4}"
+    );
     assert!(by_time.abs() <= 0.05, "{by_time}");
     assert!(by_order.abs() <= 0.05, "{by_order}");
     // Admission follows the places: resume, and watch 150 buyers spread
     // over the queue be admitted in the order of their places.
-    let by_place: HashMap<u64, &Queued> = queued.iter().zip(&positions).map(|(q, &p)| (p, q)).collect();
+    let by_place: HashMap<u64, &Queued> = queued
+        .iter()
+        .zip(&positions)
+        .map(|(q, &p)| (p, q))
+        .collect();
     let watched: Vec<(u64, Queued)> = (0..150u64)
         .map(|k| 1 + k * (queued.len() as u64 - 1) / 149)
         .map(|p| (p, by_place[&p].clone()))
@@ -158,7 +204,8 @@ async fn a_pre_queue_across_two_gateways_is_drawn_at_random_with_one_place_per_b
     while let Some(done) = tasks.join_next().await {
         admitted.push(done.expect("watcher"));
     }
-    let (places, times): (Vec<f64>, Vec<f64>) = admitted.iter().map(|&(p, t)| (p as f64, t)).unzip();
+    let (places, times): (Vec<f64>, Vec<f64>) =
+        admitted.iter().map(|&(p, t)| (p as f64, t)).unzip();
     let follows = spearman(&places, &times);
     println!("rank correlation of admission time with place {follows:+.4}");
     assert!(follows > 0.95, "{follows}");

@@ -7,7 +7,9 @@
 mod common;
 
 use common::expiry::pay;
-use common::queue::{grab_on, join, join_all, poll, poll_all, room_spec, state, until_admitted, Queued};
+use common::queue::{
+    grab_on, join, join_all, poll, poll_all, room_spec, state, until_admitted, Queued,
+};
 use common::{users, Server, ADMIN_TOKEN};
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -56,22 +58,49 @@ async fn admissions_and_ledger_calls_hold_the_configured_rate() {
             let eta = b.joined["eta_s"].as_u64().expect("eta");
             let wake = b.at + Duration::from_secs(eta.saturating_sub(1));
             tokio::time::sleep_until(wake.into()).await;
-            let v = until_admitted(&g, "rate", &b, Duration::from_millis(100), Duration::from_secs(60)).await;
+            let v = until_admitted(
+                &g,
+                "rate",
+                &b,
+                Duration::from_millis(100),
+                Duration::from_secs(60),
+            )
+            .await;
             let path = v["grab_path"].as_str().expect("grab path");
             let r = grab_on(&g, path, &b.token).await;
-            assert_eq!(r.status, 202, "{}: {}", b.user, String::from_utf8_lossy(&r.body));
+            assert_eq!(
+                r.status,
+                202,
+                "{}: {}",
+                b.user,
+                String::from_utf8_lossy(&r.body)
+            );
         });
     }
     // Measure from 4 s to 14 s into the sale (the queue lasts 24 s).
     tokio::time::sleep(Duration::from_secs(4)).await;
-    let (t0, a0, l0) = (Instant::now(), room_stats(&g, "rate").await["admitted"].as_f64().unwrap(), reserve_calls(&g).await);
+    let (t0, a0, l0) = (
+        Instant::now(),
+        room_stats(&g, "rate").await["admitted"].as_f64().unwrap(),
+        reserve_calls(&g).await,
+    );
     tokio::time::sleep(Duration::from_secs(10)).await;
-    let (t1, a1, l1) = (Instant::now(), room_stats(&g, "rate").await["admitted"].as_f64().unwrap(), reserve_calls(&g).await);
+    let (t1, a1, l1) = (
+        Instant::now(),
+        room_stats(&g, "rate").await["admitted"].as_f64().unwrap(),
+        reserve_calls(&g).await,
+    );
     let secs = (t1 - t0).as_secs_f64();
     let (admitted, reserved) = ((a1 - a0) / secs, (l1 - l0) / secs);
     println!("admitted {admitted:.1}/s, ledger reserve calls {reserved:.1}/s over {secs:.1} s (configured {RATE}/s)");
-    assert!((admitted - RATE).abs() <= 0.1 * RATE, "admitted {admitted:.1}/s");
-    assert!((reserved - RATE).abs() <= 0.1 * RATE, "reserve calls {reserved:.1}/s");
+    assert!(
+        (admitted - RATE).abs() <= 0.1 * RATE,
+        "admitted {admitted:.1}/s"
+    );
+    assert!(
+        (reserved - RATE).abs() <= 0.1 * RATE,
+        "reserve calls {reserved:.1}/s"
+    );
     let stats = room_stats(&g, "rate").await;
     assert!(!stats["blocked"].as_bool().unwrap(), "{stats}");
     buyers.abort_all();
@@ -100,7 +129,11 @@ async fn the_queue_hears_sold_out_at_once_and_returned_units_admit_exactly_that_
     // Bounded wait for the cursor to reach the stock.
     let deadline = Instant::now() + Duration::from_secs(10);
     while room_stats(&g, "stock").await["admitted"].as_u64() != Some(100) {
-        assert!(Instant::now() < deadline, "{}", room_stats(&g, "stock").await);
+        assert!(
+            Instant::now() < deadline,
+            "{}",
+            room_stats(&g, "stock").await
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let answers = poll_all(&gs, "stock", &queued, 64, |_| 0).await;
@@ -126,8 +159,16 @@ async fn the_queue_hears_sold_out_at_once_and_returned_units_admit_exactly_that_
     let sample: Vec<Queued> = queued.iter().step_by(40).cloned().collect();
     let first = poll_all(&gs, "stock", &sample, 64, |_| 0).await;
     let took = gone.elapsed();
-    assert!(first.iter().all(|r| state(r) == "sold_out"), "{:?}", first.iter().map(state).collect::<Vec<_>>());
-    assert!(took < Duration::from_secs(1), "{} polls took {took:?}", sample.len());
+    assert!(
+        first.iter().all(|r| state(r) == "sold_out"),
+        "{:?}",
+        first.iter().map(state).collect::<Vec<_>>()
+    );
+    assert!(
+        took < Duration::from_secs(1),
+        "{} polls took {took:?}",
+        sample.len()
+    );
     for (i, b, order_id) in &bought {
         if *i < 95 {
             let owner = common::expiry::Bought {
@@ -143,7 +184,11 @@ async fn the_queue_hears_sold_out_at_once_and_returned_units_admit_exactly_that_
     // The 5 unpaid orders expire: their units admit exactly 5 more.
     let deadline = Instant::now() + Duration::from_secs(20);
     while room_stats(&g, "stock").await["admitted"].as_u64() != Some(105) {
-        assert!(Instant::now() < deadline, "{}", room_stats(&g, "stock").await);
+        assert!(
+            Instant::now() < deadline,
+            "{}",
+            room_stats(&g, "stock").await
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -186,7 +231,11 @@ async fn the_wait_estimated_at_joining_comes_true() {
     let queued = join_all(&[Arc::clone(&g)], "eta", &names, &tokens, 64).await;
     let mut middle: Vec<Queued> = queued
         .iter()
-        .filter(|b| b.joined["position"].as_u64().is_some_and(|p| (600..=900).contains(&p)))
+        .filter(|b| {
+            b.joined["position"]
+                .as_u64()
+                .is_some_and(|p| (600..=900).contains(&p))
+        })
         .step_by(10)
         .cloned()
         .collect();
@@ -200,7 +249,14 @@ async fn the_wait_estimated_at_joining_comes_true() {
             assert!(eta >= 5, "{}", b.joined);
             let wake = b.at + Duration::from_secs(eta.saturating_sub(3));
             tokio::time::sleep_until(wake.into()).await;
-            until_admitted(&g, "eta", &b, Duration::from_millis(100), Duration::from_secs(40)).await;
+            until_admitted(
+                &g,
+                "eta",
+                &b,
+                Duration::from_millis(100),
+                Duration::from_secs(40),
+            )
+            .await;
             let waited = b.at.elapsed().as_secs_f64();
             (eta as f64, waited, b.user)
         });
@@ -232,14 +288,33 @@ async fn a_grab_without_a_valid_admission_creates_no_order() {
     let tokens = g.tokens(&names).await;
     let queued = join_all(&[Arc::clone(&g)], "adm", &names, &tokens, 4).await;
     let (alice, bob, carol) = (&queued[0], &queued[1], &queued[2]);
-    let a = until_admitted(&g, "adm", alice, Duration::from_millis(50), Duration::from_secs(5)).await;
-    let b = until_admitted(&g, "adm", bob, Duration::from_millis(50), Duration::from_secs(5)).await;
-    let (a_path, b_path) = (a["grab_path"].as_str().unwrap(), b["grab_path"].as_str().unwrap());
+    let a = until_admitted(
+        &g,
+        "adm",
+        alice,
+        Duration::from_millis(50),
+        Duration::from_secs(5),
+    )
+    .await;
+    let b = until_admitted(
+        &g,
+        "adm",
+        bob,
+        Duration::from_millis(50),
+        Duration::from_secs(5),
+    )
+    .await;
+    let (a_path, b_path) = (
+        a["grab_path"].as_str().unwrap(),
+        b["grab_path"].as_str().unwrap(),
+    );
     let calls = reserve_calls(&g).await;
     // No admission at all: the plain path and the grab-path endpoint.
     let r = g.grab("adm", &alice.token).await;
     assert_eq!((r.status, r.code().as_str()), (403, "not_admitted"));
-    let r = g.get("/api/v1/campaigns/adm/grab-path", Some(&alice.token)).await;
+    let r = g
+        .get("/api/v1/campaigns/adm/grab-path", Some(&alice.token))
+        .await;
     assert_eq!((r.status, r.code().as_str()), (403, "not_admitted"));
     // Another buyer's admission.
     let r = grab_on(&g, b_path, &alice.token).await;
@@ -257,11 +332,24 @@ async fn a_grab_without_a_valid_admission_creates_no_order() {
         format!("{base}/{sig}"),
     ] {
         let r = grab_on(&g, &bad, &alice.token).await;
-        assert_eq!((r.status, r.code().as_str()), (403, "not_admitted"), "{bad}");
+        assert_eq!(
+            (r.status, r.code().as_str()),
+            (403, "not_admitted"),
+            "{bad}"
+        );
     }
     // Carol: a ticket is not an admission either.
-    let r = grab_on(&g, &format!("/api/v1/campaigns/adm/grab/{}", carol.ticket), &carol.token).await;
-    assert!(matches!(r.status, 403 | 404), "{}", String::from_utf8_lossy(&r.body));
+    let r = grab_on(
+        &g,
+        &format!("/api/v1/campaigns/adm/grab/{}", carol.ticket),
+        &carol.token,
+    )
+    .await;
+    assert!(
+        matches!(r.status, 403 | 404),
+        "{}",
+        String::from_utf8_lossy(&r.body)
+    );
     assert_eq!(reserve_calls(&g).await, calls, "nothing reached the ledger");
     // The valid admission buys once; a second grab does not reach the ledger.
     let r = grab_on(&g, a_path, &alice.token).await;
@@ -273,15 +361,28 @@ async fn a_grab_without_a_valid_admission_creates_no_order() {
     // lapsed, and his grab creates no order.
     tokio::time::sleep(Duration::from_millis(5_600)).await;
     let r = grab_on(&g, b_path, &bob.token).await;
-    assert_eq!((r.status, r.code().as_str()), (410, "admission_expired"), "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(
+        (r.status, r.code().as_str()),
+        (410, "admission_expired"),
+        "{}",
+        String::from_utf8_lossy(&r.body)
+    );
     let r = poll(&g, "adm", &bob.token, &bob.ticket).await;
     assert_eq!((r.status, r.code().as_str()), (410, "admission_expired"));
     // Tickets: another buyer's, a forged one, none.
     let r = poll(&g, "adm", &alice.token, &bob.ticket).await;
     assert_eq!((r.status, r.code().as_str()), (403, "bad_ticket"));
-    let r = poll(&g, "adm", &alice.token, &alice.ticket.replacen("1.", "2.", 1)).await;
+    let r = poll(
+        &g,
+        "adm",
+        &alice.token,
+        &alice.ticket.replacen("1.", "2.", 1),
+    )
+    .await;
     assert_eq!((r.status, r.code().as_str()), (403, "bad_ticket"));
-    let r = g.get("/api/v1/campaigns/adm/queue", Some(&alice.token)).await;
+    let r = g
+        .get("/api/v1/campaigns/adm/queue", Some(&alice.token))
+        .await;
     assert_eq!((r.status, r.code().as_str()), (400, "bad_request"));
     let s = g.stats("adm").await;
     assert_eq!(s["sold"], 1, "{s}");
@@ -316,20 +417,35 @@ async fn one_place_per_buyer_operator_rate_changes_and_a_bounded_queue() {
     assert_eq!(r.status, 401);
     // The operator raises the rate; the room's numbers show it.
     let r = g
-        .admin_post("/admin/v1/campaigns/once/waiting-room", &json!({ "admit_per_s": 500 }))
+        .admin_post(
+            "/admin/v1/campaigns/once/waiting-room",
+            &json!({ "admit_per_s": 500 }),
+        )
         .await;
     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
     assert_eq!(r.json()["waiting_room_settings"]["admit_per_s"], 500);
     let r = g
-        .admin_post("/admin/v1/campaigns/once/waiting-room", &json!({ "admit_per_s": 0 }))
+        .admin_post(
+            "/admin/v1/campaigns/once/waiting-room",
+            &json!({ "admit_per_s": 0 }),
+        )
         .await;
     assert_eq!((r.status, r.code().as_str()), (400, "bad_request"));
     let r = g
-        .admin_post("/admin/v1/campaigns/plain/waiting-room", &json!({ "admit_per_s": 5 }))
+        .admin_post(
+            "/admin/v1/campaigns/plain/waiting-room",
+            &json!({ "admit_per_s": 5 }),
+        )
         .await;
     assert_eq!((r.status, r.code().as_str()), (409, "no_waiting_room"));
     let r = g
-        .call("POST", "/admin/v1/campaigns/once/waiting-room", Some(ADMIN_TOKEN), Some("application/json"), "{}")
+        .call(
+            "POST",
+            "/admin/v1/campaigns/once/waiting-room",
+            Some(ADMIN_TOKEN),
+            Some("application/json"),
+            "{}",
+        )
         .await;
     assert_eq!(r.status, 400);
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -338,5 +454,8 @@ async fn one_place_per_buyer_operator_rate_changes_and_a_bounded_queue() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let view = g.get("/api/v1/campaigns/once", None).await.json();
-    assert_eq!((view["waiting_room"].clone(), view["admit_per_s"].clone()), (json!(true), json!(500)));
+    assert_eq!(
+        (view["waiting_room"].clone(), view["admit_per_s"].clone()),
+        (json!(true), json!(500))
+    );
 }

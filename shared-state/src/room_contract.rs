@@ -39,12 +39,22 @@ pub async fn pre_queue_is_ranked_by_draw_then_later_joiners_queue_behind(s: Arc<
     for (i, &d) in draws.iter().enumerate() {
         let u = user(i as u64);
         for _ in 0..3 {
-            assert_eq!(s.join(&join(&c, &u, d, START - 10)).await, Ok((7, Entry::Pre)));
+            assert_eq!(
+                s.join(&join(&c, &u, d, START - 10)).await,
+                Ok((7, Entry::Pre))
+            );
         }
     }
     let counts = s.counts(&c, START - 5, START, 9).await.expect("counts");
-    assert_eq!((counts.epoch, counts.pre, counts.sealed, counts.queued), (7, 5, false, 0));
-    assert_eq!(s.pre_rank(&c, &user(0)).await, Ok(None), "no rank before the seal");
+    assert_eq!(
+        (counts.epoch, counts.pre, counts.sealed, counts.queued),
+        (7, 5, false, 0)
+    );
+    assert_eq!(
+        s.pre_rank(&c, &user(0)).await,
+        Ok(None),
+        "no rank before the seal"
+    );
     // The first join after the start seals: ranks follow the draws.
     let late = user(100);
     let (_, e) = s.join(&join(&c, &late, 0, START + 1)).await.expect("join");
@@ -62,11 +72,17 @@ pub async fn pre_queue_is_ranked_by_draw_then_later_joiners_queue_behind(s: Arc<
     }
     assert_eq!(s.pre_rank(&c, &late).await, Ok(None));
     // A pre-queued buyer joining again after the start keeps their draw.
-    assert_eq!(s.join(&join(&c, &user(1), 99, START + 2)).await, Ok((7, Entry::Pre)));
+    assert_eq!(
+        s.join(&join(&c, &user(1), 99, START + 2)).await,
+        Ok((7, Entry::Pre))
+    );
     // Joining again keeps the first place and time.
     let (_, again) = s.join(&join(&c, &late, 0, START + 50)).await.expect("join");
     assert_eq!(again, e);
-    let (_, e2) = s.join(&join(&c, &user(101), 0, START + 3)).await.expect("join");
+    let (_, e2) = s
+        .join(&join(&c, &user(101), 0, START + 3))
+        .await
+        .expect("join");
     assert!(matches!(e2, Entry::Ranked { rank: 7, .. }), "{e2:?}");
     let counts = s.counts(&c, START + 4, START, 9).await.expect("counts");
     assert_eq!((counts.pre, counts.sealed, counts.queued), (5, true, 7));
@@ -76,9 +92,15 @@ pub async fn pre_queue_is_ranked_by_draw_then_later_joiners_queue_behind(s: Arc<
 pub async fn counting_at_the_start_seals(s: Arc<dyn RoomStore>) {
     let c = campaign();
     let counts = s.counts(&c, START, START, 3).await.expect("counts");
-    assert_eq!((counts.epoch, counts.pre, counts.sealed, counts.queued), (3, 0, true, 0));
+    assert_eq!(
+        (counts.epoch, counts.pre, counts.sealed, counts.queued),
+        (3, 0, true, 0)
+    );
     // A gateway whose clock is behind still queues behind the seal.
-    let (_, e) = s.join(&join(&c, &user(1), 5, START - 1)).await.expect("join");
+    let (_, e) = s
+        .join(&join(&c, &user(1), 5, START - 1))
+        .await
+        .expect("join");
     assert!(matches!(e, Entry::Ranked { rank: 1, .. }), "{e:?}");
 }
 
@@ -94,9 +116,15 @@ pub async fn a_full_queue_refuses_newcomers_only(s: Arc<dyn RoomStore>) {
     s.join(&small(&c, &a, START - 1)).await.expect("1");
     s.join(&small(&c, &b, START + 1)).await.expect("2");
     s.join(&small(&c, &d, START + 1)).await.expect("3");
-    assert_eq!(s.join(&small(&c, &user(4), START + 2)).await, Err(RoomError::Full));
+    assert_eq!(
+        s.join(&small(&c, &user(4), START + 2)).await,
+        Err(RoomError::Full)
+    );
     assert_eq!(s.join(&small(&c, &a, START + 2)).await, Ok((7, Entry::Pre)));
-    assert!(s.join(&small(&c, &b, START + 2)).await.is_ok(), "members may rejoin");
+    assert!(
+        s.join(&small(&c, &b, START + 2)).await.is_ok(),
+        "members may rejoin"
+    );
 }
 
 pub async fn the_first_estimate_is_kept(s: Arc<dyn RoomStore>) {

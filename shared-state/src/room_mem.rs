@@ -104,7 +104,14 @@ impl RoomStore for MemRoomStore {
             return Ok((r.epoch, Entry::Pre));
         }
         if let Some(&(rank, joined_ms, eta_s)) = r.post.get(j.user) {
-            return Ok((r.epoch, Entry::Ranked { rank, joined_ms, eta_s }));
+            return Ok((
+                r.epoch,
+                Entry::Ranked {
+                    rank,
+                    joined_ms,
+                    eta_s,
+                },
+            ));
         }
         if (r.pre.len() + r.post.len()) as u64 >= j.queue_max {
             return Err(RoomError::Full);
@@ -179,12 +186,18 @@ impl RoomStore for MemRoomStore {
         Ok(self.existing(c).and_then(|room| room.lock().state.clone()))
     }
 
-    async fn put_state(&self, c: &CampaignId, owner: u64, s: &RoomState) -> Result<bool, RoomError> {
+    async fn put_state(
+        &self,
+        c: &CampaignId,
+        owner: u64,
+        s: &RoomState,
+    ) -> Result<bool, RoomError> {
         let Some(room) = self.existing(c) else {
             return Ok(false);
         };
         let mut r = room.lock();
-        let holds = matches!(r.lease, Some((holder, until)) if holder == owner && until > Instant::now());
+        let holds =
+            matches!(r.lease, Some((holder, until)) if holder == owner && until > Instant::now());
         if holds {
             r.state = Some(s.clone());
         }

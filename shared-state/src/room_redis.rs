@@ -306,7 +306,12 @@ where
         .transpose()
     }
 
-    async fn put_state(&self, c: &CampaignId, owner: u64, s: &RoomState) -> Result<bool, RoomError> {
+    async fn put_state(
+        &self,
+        c: &CampaignId,
+        owner: u64,
+        s: &RoomState,
+    ) -> Result<bool, RoomError> {
         let blob = serde_json::to_vec(s).map_err(|e| impossible("put_state", e.to_string()))?;
         let stored: u8 = self
             .put_state

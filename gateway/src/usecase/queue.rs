@@ -336,7 +336,12 @@ pub async fn join(app: &App, id: &str, headers: &http::HeaderMap) -> Result<Queu
                     let state = view.state();
                     let position = rank.saturating_sub(state.admitted()).max(1);
                     let eta = u32::try_from(state.eta_s(&cfg, position)).unwrap_or(u32::MAX);
-                    u64::from(app.room.set_eta(&c.id, &user, eta).await.map_err(room_error)?)
+                    u64::from(
+                        app.room
+                            .set_eta(&c.id, &user, eta)
+                            .await
+                            .map_err(room_error)?,
+                    )
                 }
             };
             Ticket {
@@ -435,7 +440,9 @@ async fn answer(
             let until_start = c.starts_at_ms.saturating_sub(now).div_ceil(1000);
             out.position = position;
             out.eta_s = until_start + state.eta_s(cfg, position);
-            out.poll_after_ms = POLL_MS.max(until_start.saturating_sub(5) * 1000).min(10_000);
+            out.poll_after_ms = POLL_MS
+                .max(until_start.saturating_sub(5) * 1000)
+                .min(10_000);
             return Ok(out);
         }
         None => {
@@ -708,7 +715,16 @@ mod tests {
         assert!(rooms.verify(&c, &u, "1.9.r1.0.0.00").is_err());
         assert!(rooms.verify(&c, &u, "").is_err());
         let other_key = Rooms::new(b"another secret, also 32 bytes ok");
-        let t = rooms.ticket(&c, &u, &Ticket { epoch: 1, rank: Some(1), joined_ms: 1, eta_s: 1 });
+        let t = rooms.ticket(
+            &c,
+            &u,
+            &Ticket {
+                epoch: 1,
+                rank: Some(1),
+                joined_ms: 1,
+                eta_s: 1,
+            },
+        );
         assert!(other_key.verify(&c, &u, &t).is_err());
     }
 

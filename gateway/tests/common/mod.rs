@@ -121,7 +121,12 @@ impl Server {
     }
 
     /// `GET` with extra headers.
-    pub async fn get_with(&self, path: &str, token: Option<&str>, headers: &[(&str, &str)]) -> Reply {
+    pub async fn get_with(
+        &self,
+        path: &str,
+        token: Option<&str>,
+        headers: &[(&str, &str)],
+    ) -> Reply {
         self.try_call_with("GET", path, token, None, headers, Bytes::new())
             .await
             .expect("request failed")

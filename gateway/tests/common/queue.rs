@@ -19,8 +19,12 @@ pub struct Queued {
 }
 
 pub async fn join(g: &Server, id: &str, token: &str) -> Reply {
-    g.post_json(&format!("/api/v1/campaigns/{id}/queue"), Some(token), &json!({}))
-        .await
+    g.post_json(
+        &format!("/api/v1/campaigns/{id}/queue"),
+        Some(token),
+        &json!({}),
+    )
+    .await
 }
 
 pub async fn poll(g: &Server, id: &str, token: &str, ticket: &str) -> Reply {
@@ -50,7 +54,12 @@ pub async fn join_all(
         tasks.spawn(async move {
             let _permit = permit;
             let r = join(&g, &id, &token).await;
-            assert_eq!(r.status, 200, "join {user}: {}", String::from_utf8_lossy(&r.body));
+            assert_eq!(
+                r.status,
+                200,
+                "join {user}: {}",
+                String::from_utf8_lossy(&r.body)
+            );
             let joined = r.json();
             let ticket = joined["ticket"].as_str().expect("ticket").to_string();
             (
@@ -73,7 +82,9 @@ pub async fn join_all(
         q.gateway = i % gateways.len();
         out[i] = Some(q);
     }
-    out.into_iter().map(|q| q.expect("every buyer joined")).collect()
+    out.into_iter()
+        .map(|q| q.expect("every buyer joined"))
+        .collect()
 }
 
 /// Polls every buyer once, `parallel` at a time, each through the gateway
@@ -116,17 +127,33 @@ pub fn state(r: &Reply) -> String {
 
 /// Polls one buyer every `every` until admitted (the answer), or panics
 /// after `limit`.
-pub async fn until_admitted(g: &Server, id: &str, b: &Queued, every: Duration, limit: Duration) -> Value {
+pub async fn until_admitted(
+    g: &Server,
+    id: &str,
+    b: &Queued,
+    every: Duration,
+    limit: Duration,
+) -> Value {
     let deadline = Instant::now() + limit;
     loop {
         let r = poll(g, id, &b.token, &b.ticket).await;
-        assert_eq!(r.status, 200, "{}: {}", b.user, String::from_utf8_lossy(&r.body));
+        assert_eq!(
+            r.status,
+            200,
+            "{}: {}",
+            b.user,
+            String::from_utf8_lossy(&r.body)
+        );
         let v = r.json();
         if v["state"] == "admitted" {
             return v;
         }
         assert_eq!(v["state"], "waiting", "{}: {v}", b.user);
-        assert!(Instant::now() < deadline, "{} not admitted within {limit:?}: {v}", b.user);
+        assert!(
+            Instant::now() < deadline,
+            "{} not admitted within {limit:?}: {v}",
+            b.user
+        );
         tokio::time::sleep(every).await;
     }
 }
