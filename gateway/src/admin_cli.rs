@@ -82,6 +82,27 @@ pub enum AdminCommand {
         #[arg(long)]
         count: Option<u64>,
     },
+    /// Change a waiting room's settings during the sale (every gateway's
+    /// next refresh uses them); prints the room's settings.
+    Room {
+        #[command(flatten)]
+        campaign: CampaignRef,
+        /// Buyers admitted per second.
+        #[arg(long)]
+        admit_per_s: Option<u32>,
+        /// Most buyers admitted and not yet finished at once.
+        #[arg(long)]
+        admitted_max: Option<u32>,
+        /// How long an admission stays valid, in seconds.
+        #[arg(long)]
+        admit_ttl_s: Option<u32>,
+        /// Admitted buyers per unit left, in percent.
+        #[arg(long)]
+        stock_factor_pct: Option<u32>,
+        /// Most buyers queued.
+        #[arg(long)]
+        queue_max: Option<u64>,
+    },
     /// Compare the ledger with the durable orders (read-only); exits 1
     /// when they differ, with what to do next.
     Reconcile(CampaignRef),
@@ -283,6 +304,42 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<bool> {
             interval_ms,
             count,
         } => status(&client, out, campaign.id(), watch, interval_ms, count).await?,
+        AdminCommand::Room {
+            campaign,
+            admit_per_s,
+            admitted_max,
+            admit_ttl_s,
+            stock_factor_pct,
+            queue_max,
+        } => {
+            let path = format!("/admin/v1/campaigns/{}/waiting-room", seg(campaign.id())?);
+            let body = serde_json::json!({
+                "admit_per_s": admit_per_s, "admitted_max": admitted_max, "admit_ttl_s": admit_ttl_s,
+                "stock_factor_pct": stock_factor_pct, "queue_max": queue_max,
+            });
+            // Only the settings given: absent ones are kept.
+            let body: serde_json::Map<String, serde_json::Value> = body
+                .as_object()
+                .into_iter()
+                .flatten()
+                .filter(|(_, v)| !v.is_null())
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            if body.is_empty() {
+                bail!("give at least one setting (--admit-per-s N, ...)");
+            }
+            let v: AdminCampaignView = client
+                .call("POST", &path, Some(serde_json::to_vec(&body)?))
+                .await?;
+            match v.waiting_room_settings {
+                Some(r) => writeln!(
+                    out,
+                    "campaign {}: waiting room admits {}/s, at most {} at once, admissions valid {} s,                      {} % of the units left, at most {} queued",
+                    v.view.id, r.admit_per_s, r.admitted_max, r.admit_ttl_s, r.stock_factor_pct, r.queue_max
+                )?,
+                None => writeln!(out, "campaign {}: no waiting room", v.view.id)?,
+            }
+        }
         AdminCommand::Reconcile(c) => {
             let path = format!("/admin/v1/campaigns/{}/reconcile", seg(c.id())?);
             let c: ReconcileCheck = client.call("GET", &path, None).await?;
@@ -561,6 +618,24 @@ fn print_stats(out: &mut impl Write, s: &Stats, round: Option<u64>) -> std::io::
         s.units_returned,
         s.orders_dead_lettered
     )?;
+    if let Some(r) = &s.waiting_room {
+        writeln!(
+            out,
+            "waiting room: queued {}  waiting {}  admitted {} ({}/s of {}/s)  active {} of {}  abandoned {}{}  \
+             estimates within 30%: {} of {}",
+            r.queued,
+            r.waiting,
+            r.admitted,
+            r.admitted_per_s,
+            r.settings.admit_per_s,
+            r.active,
+            r.capacity,
+            r.abandoned,
+            if r.queue_sold_out { "  QUEUE SOLD OUT" } else { "" },
+            r.eta_accuracy.within_30pct,
+            r.eta_accuracy.samples
+        )?;
+    }
     let rejected: Vec<String> = s.rejected.iter().map(|(k, v)| format!("{k} {v}")).collect();
     writeln!(
         out,

@@ -98,6 +98,18 @@ async fn unpaid_units_are_sold_again_exactly_once_despite_sweeper_kills() {
     let fresh = users("pn", 5);
     let fresh_tokens = g1.tokens(&fresh).await;
     assert_eq!(g2.grab(&id, &fresh_tokens[4]).await.code(), "sold_out");
+    // Every unpaid order is due before the first sweeper runs: the second
+    // one must find all five (a fast run otherwise reaches it while the
+    // last order's window is still open).
+    let mut due = 0;
+    for b in &winners[5..] {
+        due = due.max(
+            order(&g1, b).await["pay_by_ms"]
+                .as_u64()
+                .expect("pay_by_ms"),
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(due.saturating_sub(now_ms()) + 100)).await;
 
     let mut s1 = sweeper(&env, dir.path(), "s1", Some("after_expire"));
     wait_crash(&mut s1, 30);

@@ -458,4 +458,24 @@ async fn one_place_per_buyer_operator_rate_changes_and_a_bounded_queue() {
         (view["waiting_room"].clone(), view["admit_per_s"].clone()),
         (json!(true), json!(500))
     );
+    // The same from the operators' command line; `status` shows the room.
+    let cli = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_seckill"))
+            .args(["admin", "--url", &g.base])
+            .args(args)
+            .env("SECKILL_ADMIN_TOKEN", ADMIN_TOKEN)
+            .output()
+            .expect("seckill admin");
+        let mut text = String::from_utf8_lossy(&out.stdout).to_string();
+        text.push_str(&String::from_utf8_lossy(&out.stderr));
+        (out.status.success(), text)
+    };
+    let (ok, text) = cli(&["room", "once", "--admit-per-s", "700"]);
+    assert!(ok && text.contains("admits 700/s"), "{text}");
+    let (ok, text) = cli(&["room", "once"]);
+    assert!(!ok, "no setting given: {text}");
+    let (ok, text) = cli(&["room", "once", "--admit-per-s", "0"]);
+    assert!(!ok && text.contains("bad_request"), "{text}");
+    let (ok, text) = cli(&["status", "once"]);
+    assert!(ok && text.contains("waiting room: queued 3"), "{text}");
 }
