@@ -70,10 +70,12 @@ async fn admin_post_slow(server: &Server, path: &str, limit: Duration) -> (u16, 
     (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
 }
 
-/// Runs `buyer-quiz.mjs` for `campaign` as the holder of `token`, saving the
-/// final screenshot at `shot` (removed first); `extra` are further options.
-/// Asserts that it succeeded and returns its run.
+/// Runs a buyer's browser script (`buyer-quiz.mjs`, or `buyer-queue.mjs`
+/// for a waiting-room sale) for `campaign` as the holder of `token`, saving
+/// the final screenshot at `shot` (removed first); `extra` are further
+/// options. Asserts that it succeeded and returns its run.
 async fn run_buyer(
+    script: &'static str,
     server: &Server,
     campaign: &str,
     token: &str,
@@ -95,17 +97,16 @@ async fn run_buyer(
         JOURNEY_MS.to_string(),
     ];
     args.extend(extra.iter().map(|a| (*a).to_string()));
-    let run =
-        tokio::task::spawn_blocking(move || run_script("buyer-quiz.mjs", &args, BROWSER_LIMIT))
-            .await
-            .expect("browser run");
-    eprintln!("buyer-quiz.mjs stderr:\n{}", run.stderr);
-    println!("buyer-quiz.mjs stdout:\n{}", run.stdout);
+    let run = tokio::task::spawn_blocking(move || run_script(script, &args, BROWSER_LIMIT))
+        .await
+        .expect("browser run");
+    eprintln!("{script} stderr:\n{}", run.stderr);
+    println!("{script} stdout:\n{}", run.stdout);
     println!("browser screenshot: {}", shot.display());
     assert_eq!(
         run.exit,
         Some(0),
-        "buyer-quiz.mjs failed (exit {:?}, None = killed after {BROWSER_LIMIT:?}):\nstdout: {}\nstderr: {}",
+        "{script} failed (exit {:?}, None = killed after {BROWSER_LIMIT:?}):\nstdout: {}\nstderr: {}",
         run.exit,
         run.stdout,
         run.stderr
@@ -225,6 +226,7 @@ async fn buyer_page_passes_the_quiz_grabs_through_the_hidden_path_pays_and_shows
     let page_opened_before_start = now_ms() < starts_at;
     let answers_arg = answers_file.to_string_lossy().into_owned();
     let run = run_buyer(
+        "buyer-quiz.mjs",
         &server,
         id,
         &token,
@@ -360,6 +362,7 @@ async fn buyer_page_offers_pay_with_the_time_left_then_shows_expired() {
     let token = server.tokens(&[buyer.to_string()]).await.remove(0);
     let shot = artifact_path("buyer-expired.png");
     let run = run_buyer(
+        "buyer-quiz.mjs",
         &server,
         id,
         &token,
@@ -427,48 +430,6 @@ async fn buyer_page_offers_pay_with_the_time_left_then_shows_expired() {
     assert_eq!(late.code(), "order_expired");
 }
 
-/// Runs `buyer-queue.mjs` (a waiting-room buyer) and returns its run,
-/// asserting it succeeded.
-async fn run_queue_buyer(
-    server: &Server,
-    campaign: &str,
-    token: &str,
-    shot: &Path,
-    extra: &[&str],
-) -> BrowserRun {
-    std::fs::create_dir_all(shot.parent().expect("artifact dir")).expect("artifact dir");
-    let _ = std::fs::remove_file(shot);
-    let mut args: Vec<String> = vec![
-        "--url".into(),
-        server.base.clone(),
-        "--campaign".into(),
-        campaign.into(),
-        "--token".into(),
-        token.into(),
-        "--screenshot".into(),
-        shot.to_string_lossy().into_owned(),
-        "--timeout-ms".into(),
-        JOURNEY_MS.to_string(),
-    ];
-    args.extend(extra.iter().map(|a| (*a).to_string()));
-    let run =
-        tokio::task::spawn_blocking(move || run_script("buyer-queue.mjs", &args, BROWSER_LIMIT))
-            .await
-            .expect("browser run");
-    eprintln!("buyer-queue.mjs stderr:\n{}", run.stderr);
-    println!("buyer-queue.mjs stdout:\n{}", run.stdout);
-    assert_eq!(
-        run.exit,
-        Some(0),
-        "buyer-queue.mjs failed (exit {:?}):\nstdout: {}\nstderr: {}",
-        run.exit,
-        run.stdout,
-        run.stderr
-    );
-    assert_eq!(run.result["ok"], true, "{}", run.stdout);
-    run
-}
-
 /// Issue 11, acceptance 6: a waiting-room sale with a quiz. Twenty buyers
 /// queue ahead of the page's buyer; the room admits 2 a second. The page
 /// joins, shows a place that counts down with a progress bar and an
@@ -526,7 +487,8 @@ async fn buyer_page_waits_in_line_with_a_countdown_then_passes_the_quiz_and_grab
     let token = server.tokens(&["room-buyer".to_string()]).await.remove(0);
     let shot = artifact_path("buyer-queue.png");
     let answers_arg = answers_file.to_string_lossy().into_owned();
-    let run = run_queue_buyer(
+    let run = run_buyer(
+        "buyer-queue.mjs",
         &server,
         id,
         &token,
@@ -594,7 +556,8 @@ async fn buyer_page_waits_in_line_with_a_countdown_then_passes_the_quiz_and_grab
     }
     let late = server.tokens(&["late".to_string()]).await.remove(0);
     let shot = artifact_path("buyer-queue-sold-out.png");
-    let run = run_queue_buyer(
+    let run = run_buyer(
+        "buyer-queue.mjs",
         &server,
         sold,
         &late,
